@@ -1,0 +1,229 @@
+//! hookrelay's receiver: the HTTP endpoint Okta's event hook calls. It answers the one-time
+//! verification, checks the secret header, stores every event of a delivery in JetStream and
+//! answers 200 only once JetStream has acknowledged all of them, well inside Okta's 3 s.
+//!
+//! # Layout
+//! - [`Application`]: binds the listeners, connects to NATS, runs until shutdown.
+//! - [`router`]: the hook routes, usable without a socket.
+//! - [`auth`]: the secret header check. [`publish`]: a delivery into JetStream.
+//! - [`error`]: every non-200 answer, as JSON.
+
+pub mod auth;
+pub mod error;
+pub mod publish;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use hookrelay::{Settings, admin, broker, subject};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::HeaderSecret;
+use crate::error::ApiError;
+use crate::publish::{PublishError, Publisher};
+
+/// The header Okta's verification request carries its challenge in.
+pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
+/// The header that identifies an Okta request, kept for tracing.
+pub const OKTA_REQUEST_ID_HEADER: &str = "x-okta-request-id";
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The parts of [`AppState`].
+pub struct Inner {
+    pub secret: HeaderSecret,
+    pub publisher: Publisher,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(secret: HeaderSecret, publisher: Publisher) -> Self {
+        AppState(Arc::new(Inner { secret, publisher }))
+    }
+}
+
+/// The hook routes: `GET path` answers verification, `POST path` stores a delivery. Every
+/// other path is a JSON 404, every other method a JSON 405.
+pub fn router(path: &str, max_body_bytes: usize, state: AppState) -> Router {
+    let hook = get(verify)
+        .post(deliver)
+        .fallback(|| async { ApiError::MethodNotAllowed });
+    Router::new()
+        .route(path, hook)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_secret,
+        ))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Okta's one-time verification: echo the challenge as `{"verification": "<value>"}`.
+async fn verify(headers: HeaderMap) -> Result<Response, ApiError> {
+    let challenge = headers
+        .get(CHALLENGE_HEADER)
+        .ok_or(ApiError::BadChallenge(
+            "GET is Okta's verification: the x-okta-verification-challenge header is missing",
+        ))?
+        .to_str()
+        .map_err(|_| ApiError::BadChallenge("the verification challenge is not visible ASCII"))?;
+    tracing::info!("answered Okta's verification challenge");
+    Ok(axum::Json(serde_json::json!({ "verification": challenge })).into_response())
+}
+
+/// A delivery: 200 once JetStream has stored every event, 503 if it could not in time.
+async fn deliver(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = body.map_err(|rejection| ApiError::Body {
+        status: rejection.status(),
+        message: rejection.body_text(),
+    })?;
+    let okta_request_id = headers
+        .get(OKTA_REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| subject::is_valid_id(id));
+    match state.publisher.publish(body, okta_request_id).await {
+        Ok(stored) => {
+            tracing::debug!(
+                published = stored.published,
+                duplicates = stored.duplicates,
+                dead_lettered = stored.dead_lettered,
+                okta_request_id,
+                "delivery stored"
+            );
+            Ok(StatusCode::OK)
+        }
+        Err(PublishError::Invalid(e)) => Err(ApiError::InvalidDelivery(e.to_string())),
+        Err(e @ PublishError::Broker(_)) => {
+            tracing::warn!(error = %e, okta_request_id, "delivery not stored; answering 503");
+            Err(ApiError::Unavailable)
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The receiver, bound and connected, ready to [`run`](Application::run).
+pub struct Application {
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    router: Router,
+    client: async_nats::Client,
+}
+
+impl Application {
+    /// Connects to NATS, creates or checks both streams, binds both listeners (port 0 picks a
+    /// free port; see [`Application::local_addr`]).
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        settings.validate_receiver()?;
+        if settings.uses_demo_secret() {
+            tracing::warn!(
+                "receiver.auth.secret is the demo value published in Okta's guide; anyone can \
+                 post events: set HOOKRELAY__RECEIVER__AUTH__SECRET to a secret of your own"
+            );
+        }
+        let receiver = &settings.receiver;
+        let client = broker::connect(&settings.nats, "hookrelay-receiver").await?;
+        let js = jetstream::context::ContextBuilder::new()
+            .timeout(receiver.publish_timeout)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        broker::ensure_streams(&js, &settings.nats).await?;
+
+        let header = receiver
+            .auth
+            .header
+            .parse()
+            .context("receiver.auth.header is not a header name")?;
+        let state = AppState::new(
+            HeaderSecret::new(header, receiver.auth.secret.clone()),
+            Publisher::new(js, receiver.publish_timeout),
+        );
+        let router = router(&receiver.path, receiver.max_body_bytes, state);
+        let listener = TcpListener::bind(receiver.listen)
+            .await
+            .with_context(|| format!("cannot listen on receiver.listen {}", receiver.listen))?;
+        let admin_listener = TcpListener::bind(receiver.admin_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on receiver.admin_listen {}",
+                    receiver.admin_listen
+                )
+            })?;
+        Ok(Application {
+            listener,
+            admin_listener,
+            router,
+            client,
+        })
+    }
+
+    /// Where the hook endpoint listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has an address")
+    }
+
+    /// Where `/healthz` and `/readyz` listen.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .expect("a bound TCP listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, finishes the requests in
+    /// flight and flushes what is still buffered for NATS.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(
+            listen = %self.local_addr(),
+            admin = %self.admin_addr(),
+            "receiver ready"
+        );
+        let client = self.client.clone();
+        let readiness: admin::Readiness = Arc::new(move || admin::nats_readiness(&client));
+        let hook = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let admin = axum::serve(self.admin_listener, admin::router(readiness))
+            .with_graceful_shutdown(shutdown.cancelled_owned());
+        tokio::try_join!(hook.into_future(), admin.into_future()).context("serving HTTP")?;
+        if let Err(e) = self.client.flush().await {
+            tracing::warn!(error = %e, "could not flush the NATS connection at shutdown");
+        }
+        tracing::info!("receiver stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! `spawn_app()`: a receiver on an ephemeral port against its own nats-server, and typed
+//! helpers to talk to it and to read back what JetStream stored.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use async_nats::jetstream::{self, message::StreamMessage};
+use hookrelay::Settings;
+use hookrelay_testkit::{DEMO_SECRET, NatsServer, stored_messages};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub nats: NatsServer,
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub js: jetstream::Context,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The settings of `config/default.toml` with a test's overrides (`HOOKRELAY__…` names).
+pub fn settings(nats: &NatsServer, overrides: &[(&str, &str)]) -> Settings {
+    let mut env: HashMap<String, String> = [
+        ("HOOKRELAY__NATS__URL", nats.url().as_str()),
+        ("HOOKRELAY__RECEIVER__LISTEN", "127.0.0.1:0"),
+        ("HOOKRELAY__RECEIVER__ADMIN_LISTEN", "127.0.0.1:0"),
+        ("HOOKRELAY__RECEIVER__AUTH__SECRET", DEMO_SECRET),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/default.toml");
+    Settings::load_from(Some(&file), Some(env)).expect("test settings are valid")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let nats = NatsServer::start();
+    let settings = settings(&nats, overrides);
+    let app = receiver::Application::build(&settings)
+        .await
+        .expect("the receiver starts");
+    let addr = app.local_addr();
+    let admin_addr = app.admin_addr();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    let client = async_nats::connect(nats.url())
+        .await
+        .expect("test client connects");
+    TestApp {
+        nats,
+        addr,
+        admin_addr,
+        js: jetstream::new(client),
+        http: reqwest::Client::new(),
+        shutdown,
+    }
+}
+
+impl TestApp {
+    pub fn hook_url(&self) -> String {
+        format!("http://{}/okta/events", self.addr)
+    }
+
+    /// POSTs `body` as Okta does: JSON, with the secret header.
+    pub async fn deliver(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.hook_url())
+            .header("authorization", DEMO_SECRET)
+            .header("content-type", "application/json")
+            .header("x-okta-request-id", "okta-req-1")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("the receiver answers")
+    }
+
+    /// Every event stored on the events stream.
+    pub async fn stored_events(&self) -> Vec<StreamMessage> {
+        stored_messages(&self.js, "OKTA_EVENTS").await
+    }
+
+    /// Every dead letter stored.
+    pub async fn dead_letters(&self) -> Vec<StreamMessage> {
+        stored_messages(&self.js, "OKTA_DLQ").await
+    }
+}
+
+/// Asserts a JSON error answer: the status, and `{"error": code, "message": …}`.
+pub async fn assert_json_error(response: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(response.status().as_u16(), status);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content-type {content_type}"
+    );
+    let body: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}

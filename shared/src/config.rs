@@ -1,0 +1,628 @@
+//! Configuration shared by the receiver and the worker: one typed [`Settings`] loaded from
+//! compiled-in defaults, then a TOML file, then `HOOKRELAY__SECTION__KEY` environment variables.
+//!
+//! Every key is documented in `config/default.toml`. A value that is missing, mistyped or
+//! out of range stops the program at start with a [`ConfigError`] that names the key.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::subject;
+
+/// The prefix of environment variables that override the file: `HOOKRELAY__NATS__URL`.
+pub const ENV_PREFIX: &str = "HOOKRELAY";
+/// Separates the prefix, sections and keys of an environment variable.
+pub const ENV_SEPARATOR: &str = "__";
+/// The secret of Okta's ngrok guide (`admin:supersecret`). It is public, so the receiver warns
+/// when it runs with it.
+pub const DEMO_SECRET: &str = "Basic YWRtaW46c3VwZXJzZWNyZXQ=";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is unreadable, a key is unknown or a value has the wrong type. The `config`
+    /// crate's message names the key and the file.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value parsed but is not acceptable.
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything hookrelay can be configured with.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The broker and the two streams.
+    pub nats: NatsSettings,
+    /// The HTTP endpoint Okta calls.
+    pub receiver: ReceiverSettings,
+    /// The subscribers that act on stored events.
+    pub worker: WorkerSettings,
+    /// Log level and format.
+    pub log: LogSettings,
+}
+
+/// The broker and the two streams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// Where the NATS server listens.
+    pub url: String,
+    /// The stream that stores every event, on subjects `okta.events.>`.
+    pub stream: String,
+    /// The stream that stores dead letters, on subjects `okta.dlq.>`.
+    pub dlq_stream: String,
+    /// How long JetStream remembers an event's uuid to drop a second copy of it.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+    /// How long the events stream keeps an event.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How long the dead-letter stream keeps a dead letter.
+    #[serde(with = "humantime_serde")]
+    pub dlq_retention: Duration,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        NatsSettings {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "OKTA_EVENTS".into(),
+            dlq_stream: "OKTA_DLQ".into(),
+            duplicate_window: Duration::from_secs(60 * 60),
+            retention: Duration::from_secs(7 * 24 * 60 * 60),
+            dlq_retention: Duration::from_secs(30 * 24 * 60 * 60),
+        }
+    }
+}
+
+/// The HTTP endpoint Okta calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiverSettings {
+    /// Address of the hook endpoint (the one the tunnel points at).
+    pub listen: SocketAddr,
+    /// Path of the hook endpoint: the hook URL is `https://<tunnel><path>`.
+    pub path: String,
+    /// Address of `/healthz` and `/readyz`; never expose it through the tunnel.
+    pub admin_listen: SocketAddr,
+    /// How long a delivery may wait for JetStream's acknowledgements before the receiver
+    /// answers 503, so that Okta retries. Keep it under Okta's 3 s timeout.
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The header secret Okta sends with every request.
+    pub auth: AuthSettings,
+}
+
+impl Default for ReceiverSettings {
+    fn default() -> Self {
+        ReceiverSettings {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
+            path: "/okta/events".into(),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9082)),
+            publish_timeout: Duration::from_secs(2),
+            max_body_bytes: 10 * 1024 * 1024,
+            auth: AuthSettings::default(),
+        }
+    }
+}
+
+/// The header secret Okta sends with every request (the hook's "Authentication field" and
+/// "Authentication secret").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Name of the header, case-insensitive.
+    pub header: String,
+    /// The header's expected value, compared in constant time. Required by the receiver.
+    pub secret: SecretString,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            header: "authorization".into(),
+            secret: SecretString::default(),
+        }
+    }
+}
+
+/// The subscribers that act on stored events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Address of `/healthz` and `/readyz`.
+    pub admin_listen: SocketAddr,
+    /// How long a shutdown waits for running actions before it gives up on them (they are
+    /// then delivered again after `ack_wait`).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Each subscriber is a durable JetStream consumer with its own action.
+    pub subscribers: Vec<SubscriberSettings>,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9083)),
+            shutdown_grace: Duration::from_secs(30),
+            subscribers: vec![SubscriberSettings::user_added()],
+        }
+    }
+}
+
+/// One named subscriber: which events it wants, what it does with them, how it retries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberSettings {
+    /// Names the durable consumers and the dead-letter subject `okta.dlq.<name>`.
+    pub name: String,
+    /// Okta event types (`user.lifecycle.create`) this subscriber receives.
+    pub event_types: Vec<String>,
+    /// What to do with each event.
+    pub action: ActionSettings,
+    /// How long JetStream waits for an answer before it delivers an event again.
+    #[serde(default = "defaults::ack_wait", with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// How many times an event is attempted before it is dead-lettered.
+    #[serde(default = "defaults::max_deliver")]
+    pub max_deliver: u32,
+    /// Delay before the 1st, 2nd, … retry of a transient failure; the last one repeats.
+    #[serde(default = "defaults::backoff", deserialize_with = "durations")]
+    pub backoff: Vec<Duration>,
+    /// How many actions of this subscriber run at once in one worker process.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: usize,
+}
+
+/// A list of durations written as `["1s", "5s"]`.
+fn durations<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
+    let list: Vec<humantime_serde::Serde<Duration>> = Deserialize::deserialize(deserializer)?;
+    Ok(list
+        .into_iter()
+        .map(humantime_serde::Serde::into_inner)
+        .collect())
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub fn ack_wait() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn max_deliver() -> u32 {
+        8
+    }
+    pub fn backoff() -> Vec<Duration> {
+        [1, 5, 30, 120].map(Duration::from_secs).to_vec()
+    }
+    pub fn concurrency() -> usize {
+        16
+    }
+}
+
+impl SubscriberSettings {
+    /// The guide's subscriber: log every user created in Okta.
+    pub fn user_added() -> Self {
+        SubscriberSettings {
+            name: "user-added".into(),
+            event_types: vec!["user.lifecycle.create".into()],
+            action: ActionSettings::UserAdded,
+            ack_wait: defaults::ack_wait(),
+            max_deliver: defaults::max_deliver(),
+            backoff: defaults::backoff(),
+            concurrency: defaults::concurrency(),
+        }
+    }
+
+    /// The delay before retry number `attempt` (1 for the first retry).
+    pub fn backoff_for(&self, attempt: u32) -> Duration {
+        let index = (attempt.max(1) as usize - 1).min(self.backoff.len().saturating_sub(1));
+        self.backoff.get(index).copied().unwrap_or(Duration::ZERO)
+    }
+}
+
+/// What a subscriber does with an event. `type` selects the action; the other keys are its
+/// parameters. To add an action, add a variant here and build it in the worker's
+/// `actions::build`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActionSettings {
+    /// Logs `The user <alternateId> has been added to the Okta org!`, as the guide's sample app.
+    UserAdded,
+    /// Logs the event's uuid, type and display message; handy to watch a new event type.
+    Log,
+}
+
+/// Log level and format.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter such as `info` or `info,receiver=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+    /// `plain` for people, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            format: LogFormat::Plain,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+impl Settings {
+    /// Loads the file at `path`, then the process environment's `HOOKRELAY__…` variables.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        Self::load_from(Some(path), None)
+    }
+
+    /// Loads `file` (if any), then the environment: `env` when given (tests pass a map instead
+    /// of mutating the process environment), else the process environment. Validates what
+    /// both binaries need; see [`Settings::validate_receiver`] for the receiver's own checks.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let environment = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator(ENV_SEPARATOR)
+            .separator(ENV_SEPARATOR)
+            .source(env);
+        let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let nats = &self.nats;
+        if nats.url.trim().is_empty() {
+            return Err(ConfigError::invalid("nats.url", "must not be empty"));
+        }
+        for (key, name) in [
+            ("nats.stream", &nats.stream),
+            ("nats.dlq_stream", &nats.dlq_stream),
+        ] {
+            if !subject::is_valid_name(name) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("`{name}` is not a valid stream name (letters, digits, `-`, `_`)"),
+                ));
+            }
+        }
+        if nats.stream == nats.dlq_stream {
+            return Err(ConfigError::invalid(
+                "nats.dlq_stream",
+                "must differ from nats.stream",
+            ));
+        }
+        if nats.duplicate_window.is_zero() || nats.duplicate_window > nats.retention {
+            return Err(ConfigError::invalid(
+                "nats.duplicate_window",
+                "must be more than zero and at most nats.retention",
+            ));
+        }
+        if nats.dlq_retention < nats.duplicate_window {
+            return Err(ConfigError::invalid(
+                "nats.dlq_retention",
+                "must be at least nats.duplicate_window",
+            ));
+        }
+
+        let receiver = &self.receiver;
+        if !receiver.path.starts_with('/') {
+            return Err(ConfigError::invalid("receiver.path", "must start with `/`"));
+        }
+        if receiver.publish_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "receiver.publish_timeout",
+                "must be more than zero",
+            ));
+        }
+        if receiver.max_body_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "receiver.max_body_bytes",
+                "must be more than zero",
+            ));
+        }
+        if axum::http::HeaderName::from_bytes(receiver.auth.header.as_bytes()).is_err() {
+            return Err(ConfigError::invalid(
+                "receiver.auth.header",
+                "is not a valid HTTP header name",
+            ));
+        }
+
+        let mut names = std::collections::HashSet::new();
+        let mut durables = std::collections::HashSet::new();
+        for (index, subscriber) in self.worker.subscribers.iter().enumerate() {
+            let key = |field: &str| format!("worker.subscribers[{index}].{field}");
+            if !subject::is_valid_name(&subscriber.name) {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    "must be letters, digits, `-` or `_`",
+                ));
+            }
+            if subscriber.name == subject::RECEIVER_DLQ_TOKEN {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    "`receiver` is reserved for the receiver's dead letters",
+                ));
+            }
+            if !names.insert(subscriber.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    format!("`{}` is used by two subscribers", subscriber.name),
+                ));
+            }
+            if subscriber.event_types.is_empty() {
+                return Err(ConfigError::invalid(
+                    key("event_types"),
+                    "must name at least one event type",
+                ));
+            }
+            for event_type in &subscriber.event_types {
+                if !subject::is_valid_event_type(event_type) {
+                    return Err(ConfigError::invalid(
+                        key("event_types"),
+                        format!(
+                            "`{event_type}` is not an Okta event type such as `user.lifecycle.create`"
+                        ),
+                    ));
+                }
+                let durable = subject::durable_name(&subscriber.name, event_type);
+                if !durables.insert(durable.clone()) {
+                    return Err(ConfigError::invalid(
+                        key("event_types"),
+                        format!(
+                            "`{event_type}` gives the consumer name `{durable}`, which another subscription has"
+                        ),
+                    ));
+                }
+            }
+            if subscriber.max_deliver == 0 {
+                return Err(ConfigError::invalid(
+                    key("max_deliver"),
+                    "must be at least 1",
+                ));
+            }
+            if subscriber.concurrency == 0 {
+                return Err(ConfigError::invalid(
+                    key("concurrency"),
+                    "must be at least 1",
+                ));
+            }
+            if subscriber.ack_wait < Duration::from_secs(1) {
+                return Err(ConfigError::invalid(key("ack_wait"), "must be at least 1s"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The receiver's own requirements: it refuses to start without a secret.
+    pub fn validate_receiver(&self) -> Result<(), ConfigError> {
+        if self.receiver.auth.secret.expose_secret().is_empty() {
+            return Err(ConfigError::invalid(
+                "receiver.auth.secret",
+                "is required: set it in the file or as HOOKRELAY__RECEIVER__AUTH__SECRET",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the receiver runs with the secret published in Okta's guide.
+    pub fn uses_demo_secret(&self) -> bool {
+        self.receiver.auth.secret.expose_secret() == DEMO_SECRET
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn default_file() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/default.toml")
+    }
+
+    #[test]
+    fn default_file_loads_to_the_compiled_in_defaults() {
+        let from_file = Settings::load_from(Some(&default_file()), Some(HashMap::new()))
+            .expect("config/default.toml is valid");
+        let compiled = Settings::load_from(None, Some(HashMap::new())).expect("defaults are valid");
+        assert_eq!(format!("{from_file:?}"), format!("{compiled:?}"));
+        assert_eq!(from_file.nats.url, "nats://127.0.0.1:4222");
+        assert_eq!(from_file.nats.stream, "OKTA_EVENTS");
+        assert_eq!(from_file.nats.dlq_stream, "OKTA_DLQ");
+        assert_eq!(from_file.receiver.listen.port(), 8082);
+        assert_eq!(from_file.receiver.path, "/okta/events");
+        assert_eq!(from_file.receiver.auth.header, "authorization");
+        assert_eq!(from_file.worker.subscribers.len(), 1);
+        assert_eq!(from_file.worker.subscribers[0].name, "user-added");
+        assert_eq!(
+            from_file.worker.subscribers[0].action,
+            ActionSettings::UserAdded
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let settings = Settings::load_from(
+            Some(&default_file()),
+            Some(env(&[
+                ("HOOKRELAY__NATS__URL", "nats://nats:4222"),
+                ("HOOKRELAY__RECEIVER__AUTH__SECRET", "s3cret"),
+                ("HOOKRELAY__RECEIVER__ADMIN_LISTEN", "0.0.0.0:9999"),
+                ("HOOKRELAY__RECEIVER__PUBLISH_TIMEOUT", "1500ms"),
+                ("HOOKRELAY__NATS__DUPLICATE_WINDOW", "2h"),
+                ("HOOKRELAY__LOG__FORMAT", "json"),
+            ])),
+        )
+        .expect("valid");
+        assert_eq!(settings.nats.url, "nats://nats:4222");
+        assert_eq!(settings.receiver.auth.secret.expose_secret(), "s3cret");
+        assert_eq!(settings.receiver.admin_listen.port(), 9999);
+        assert_eq!(
+            settings.receiver.publish_timeout,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(settings.nats.duplicate_window, Duration::from_secs(7200));
+        assert_eq!(settings.log.format, LogFormat::Json);
+        settings.validate_receiver().expect("a secret is set");
+    }
+
+    #[test]
+    fn receiver_refuses_an_empty_secret_and_names_the_key() {
+        let settings = Settings::load_from(None, Some(HashMap::new())).expect("valid");
+        let error = settings.validate_receiver().expect_err("no secret");
+        assert!(
+            error.to_string().contains("receiver.auth.secret"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_key() {
+        let cases = [
+            (
+                "HOOKRELAY__RECEIVER__LISTEN",
+                "not-an-address",
+                "receiver.listen",
+            ),
+            ("HOOKRELAY__RECEIVER__PATH", "okta", "receiver.path"),
+            ("HOOKRELAY__NATS__STREAM", "OKTA.EVENTS", "nats.stream"),
+            (
+                "HOOKRELAY__NATS__DUPLICATE_WINDOW",
+                "soon",
+                "nats.duplicate_window",
+            ),
+            (
+                "HOOKRELAY__NATS__DUPLICATE_WINDOW",
+                "30d",
+                "nats.duplicate_window",
+            ),
+            (
+                "HOOKRELAY__RECEIVER__AUTH__HEADER",
+                "bad header",
+                "receiver.auth.header",
+            ),
+            (
+                "HOOKRELAY__RECEIVER__MAX_BODY_BYTES",
+                "-1",
+                "receiver.max_body_bytes",
+            ),
+            ("HOOKRELAY__LOG__FORMAT", "xml", "log.format"),
+            ("HOOKRELAY__NATS__COLOUR", "blue", "colour"),
+        ];
+        for (key, value, named) in cases {
+            let error = Settings::load_from(None, Some(env(&[(key, value)])))
+                .expect_err(&format!("{key}={value} must be refused"));
+            assert!(
+                error.to_string().contains(named),
+                "{key}={value}: `{error}` does not name `{named}`"
+            );
+        }
+    }
+
+    #[test]
+    fn subscribers_are_checked() {
+        let cases = [
+            (
+                "name = \"receiver\"\nevent_types = [\"a.b\"]",
+                "worker.subscribers[0].name",
+            ),
+            (
+                "name = \"a b\"\nevent_types = [\"a.b\"]",
+                "worker.subscribers[0].name",
+            ),
+            (
+                "name = \"x\"\nevent_types = []",
+                "worker.subscribers[0].event_types",
+            ),
+            (
+                "name = \"x\"\nevent_types = [\"user.*\"]",
+                "worker.subscribers[0].event_types",
+            ),
+            (
+                "name = \"x\"\nevent_types = [\"a.b\"]\nconcurrency = 0",
+                "worker.subscribers[0].concurrency",
+            ),
+            (
+                "name = \"x\"\nevent_types = [\"a.b\"]\nmax_deliver = 0",
+                "worker.subscribers[0].max_deliver",
+            ),
+        ];
+        for (body, named) in cases {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("c.toml");
+            let text = format!("[[worker.subscribers]]\n{body}\naction = {{ type = \"log\" }}\n");
+            std::fs::write(&path, &text).expect("write");
+            let error = Settings::load_from(Some(&path), Some(HashMap::new()))
+                .expect_err(&format!("{text} must be refused"));
+            assert!(
+                error.to_string().contains(named),
+                "`{error}` does not name `{named}`"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_action_type_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[worker.subscribers]]\nname = \"x\"\nevent_types = [\"a.b\"]\naction = { type = \"carrier_pigeon\" }\n",
+        )
+        .expect("write");
+        let error = Settings::load_from(Some(&path), Some(HashMap::new())).expect_err("refused");
+        assert!(error.to_string().contains("carrier_pigeon"), "{error}");
+    }
+
+    #[test]
+    fn backoff_repeats_its_last_step() {
+        let subscriber = SubscriberSettings::user_added();
+        assert_eq!(subscriber.backoff_for(1), Duration::from_secs(1));
+        assert_eq!(subscriber.backoff_for(4), Duration::from_secs(120));
+        assert_eq!(subscriber.backoff_for(9), Duration::from_secs(120));
+    }
+}

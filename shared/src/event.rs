@@ -1,0 +1,259 @@
+//! Okta's event hook delivery ([`Envelope`]) as the receiver reads it, and one event
+//! ([`OktaEvent`]) as a worker action reads it.
+//!
+//! The receiver never rebuilds an event: it finds each element of `data.events` in the request
+//! body and stores those bytes unchanged, so what a subscriber gets is exactly what Okta sent.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::subject;
+
+/// A delivery: one POST from Okta, carrying one or more events. Borrowed from the body.
+#[derive(Debug, Deserialize)]
+pub struct Envelope<'a> {
+    /// Identifies the delivery (not an event); kept for tracing.
+    #[serde(rename = "eventId", borrow, default)]
+    pub event_id: Option<Cow<'a, str>>,
+    /// Holds the events.
+    #[serde(borrow)]
+    pub data: EnvelopeData<'a>,
+}
+
+/// The `data` member of an [`Envelope`].
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeData<'a> {
+    /// Each element is one System Log event, left unparsed.
+    #[serde(borrow)]
+    pub events: Vec<&'a RawValue>,
+}
+
+impl<'a> Envelope<'a> {
+    /// Parses a request body. Fails on anything that is not a JSON object with a
+    /// `data.events` array.
+    pub fn parse(body: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+
+    /// The delivery id, if it is safe to carry in a header.
+    pub fn delivery_id(&self) -> Option<&str> {
+        self.event_id
+            .as_deref()
+            .filter(|id| subject::is_valid_id(id))
+    }
+}
+
+/// Where one event of a delivery goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// To `subject`, deduplicated on `uuid`.
+    Publish {
+        subject: String,
+        uuid: Cow<'a, str>,
+        event_type: Cow<'a, str>,
+    },
+    /// To the receiver's dead letters, for this reason.
+    Unroutable(&'static str),
+}
+
+/// The two members the receiver needs to route an event.
+#[derive(Deserialize)]
+struct EventHead<'a> {
+    #[serde(borrow, default)]
+    uuid: Option<Cow<'a, str>>,
+    #[serde(rename = "eventType", borrow, default)]
+    event_type: Option<Cow<'a, str>>,
+}
+
+/// Decides where one element of `data.events` goes. Nothing that fails the subject and header
+/// checks of [`crate::subject`] is ever routed.
+pub fn route(raw: &RawValue) -> Route<'_> {
+    let Ok(head) = serde_json::from_str::<EventHead<'_>>(raw.get()) else {
+        return Route::Unroutable("event is not an object with string `uuid` and `eventType`");
+    };
+    let Some(uuid) = head.uuid else {
+        return Route::Unroutable("event has no `uuid`");
+    };
+    let Some(event_type) = head.event_type else {
+        return Route::Unroutable("event has no `eventType`");
+    };
+    if !subject::is_valid_id(&uuid) {
+        return Route::Unroutable("event `uuid` is not a safe header value");
+    }
+    if !subject::is_valid_event_type(&event_type) {
+        return Route::Unroutable("event `eventType` is not a safe subject");
+    }
+    Route::Publish {
+        subject: subject::event_subject(&event_type),
+        uuid,
+        event_type,
+    }
+}
+
+/// One Okta System Log event, with the members actions commonly need. The stored message
+/// keeps every other member; actions that forward the event use those bytes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OktaEvent {
+    /// Identifies the event; Okta's retries and duplicates carry the same one.
+    pub uuid: String,
+    /// Such as `user.lifecycle.create`.
+    pub event_type: String,
+    /// When the event happened (RFC 3339), the only ordering Okta offers.
+    #[serde(default)]
+    pub published: Option<String>,
+    /// A human summary, such as "Create okta user".
+    #[serde(default)]
+    pub display_message: Option<String>,
+    /// Who did it.
+    #[serde(default)]
+    pub actor: Option<Actor>,
+    /// What it was done to. Okta's Preview sample sends `null`.
+    #[serde(default)]
+    pub target: Option<Vec<Target>>,
+}
+
+/// The `actor` of an event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Actor {
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub alternate_id: Option<String>,
+    pub display_name: Option<String>,
+}
+
+/// One element of an event's `target`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `User`, `AppInstance`, …
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    /// For a user, the login (usually an email address).
+    #[serde(default)]
+    pub alternate_id: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+impl OktaEvent {
+    /// The event's targets; empty when Okta sent `null` or nothing.
+    pub fn targets(&self) -> &[Target] {
+        self.target.as_deref().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../testdata/sample-user-lifecycle-create.json");
+
+    #[test]
+    fn sample_delivery_parses_and_routes_its_event() {
+        let envelope = Envelope::parse(SAMPLE.as_bytes()).expect("sample parses");
+        assert_eq!(
+            envelope.delivery_id(),
+            Some("b5a188b9-5ece-4636-b041-482ffda96311")
+        );
+        assert_eq!(envelope.data.events.len(), 1);
+        let Route::Publish {
+            subject,
+            uuid,
+            event_type,
+        } = route(envelope.data.events[0])
+        else {
+            panic!("sample event must be routable");
+        };
+        assert_eq!(subject, "okta.events.user.lifecycle.create");
+        assert_eq!(uuid, "4ad3d9e2-0c7b-11ee-8a9b-9b0e0b3c1f5a");
+        assert_eq!(event_type, "user.lifecycle.create");
+
+        let event: OktaEvent =
+            serde_json::from_str(envelope.data.events[0].get()).expect("event parses");
+        assert_eq!(
+            event.targets()[0].alternate_id.as_deref(),
+            Some("john.doe@example.com")
+        );
+        assert_eq!(event.targets()[0].kind.as_deref(), Some("User"));
+    }
+
+    #[test]
+    fn raw_events_are_slices_of_the_body() {
+        let body = SAMPLE.as_bytes();
+        let envelope = Envelope::parse(body).expect("sample parses");
+        let raw = envelope.data.events[0].get().as_bytes();
+        let range = body.as_ptr_range();
+        assert!(
+            range.contains(&raw.as_ptr()),
+            "the event is borrowed, not copied"
+        );
+        assert!(raw.starts_with(br#"{"uuid""#));
+    }
+
+    #[test]
+    fn envelopes_without_an_events_array_are_refused() {
+        for body in [
+            "",
+            "[]",
+            "{}",
+            r#"{"data":{}}"#,
+            r#"{"data":{"events":{}}}"#,
+            r#"{"data":{"events":[1,2]"#,
+            r#"{"data":null}"#,
+        ] {
+            assert!(Envelope::parse(body.as_bytes()).is_err(), "{body}");
+        }
+        let empty = Envelope::parse(br#"{"data":{"events":[]}}"#).expect("empty batch parses");
+        assert!(empty.data.events.is_empty());
+        assert_eq!(empty.delivery_id(), None);
+    }
+
+    #[test]
+    fn unroutable_events_say_why() {
+        let cases = [
+            ("1", "not an object"),
+            (r#"{"eventType":"a.b"}"#, "no `uuid`"),
+            (r#"{"uuid":"u1"}"#, "no `eventType`"),
+            (r#"{"uuid":7,"eventType":"a.b"}"#, "not an object"),
+            (r#"{"uuid":"u 1","eventType":"a.b"}"#, "`uuid`"),
+            (r#"{"uuid":"u\r\n1","eventType":"a.b"}"#, "`uuid`"),
+            (r#"{"uuid":"u1","eventType":"a.*"}"#, "`eventType`"),
+            (r#"{"uuid":"u1","eventType":"okta.>"}"#, "`eventType`"),
+            (r#"{"uuid":"u1","eventType":"a..b"}"#, "`eventType`"),
+            (r#"{"uuid":"u1","eventType":""}"#, "`eventType`"),
+        ];
+        for (json, why) in cases {
+            let raw: Box<RawValue> = serde_json::from_str(json).expect("valid json");
+            match route(&raw) {
+                Route::Unroutable(reason) => assert!(reason.contains(why), "{json}: {reason}"),
+                other => panic!("{json} routed to {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn escaped_members_are_unescaped_before_checks() {
+        let raw: Box<RawValue> =
+            serde_json::from_str(r#"{"uuid":"u\u00201","eventType":"a.b"}"#).expect("json");
+        assert!(matches!(route(&raw), Route::Unroutable(_)));
+        let raw: Box<RawValue> =
+            serde_json::from_str(r#"{"uuid":"u\u002d1","eventType":"a.b"}"#).expect("json");
+        assert!(matches!(route(&raw), Route::Publish { uuid, .. } if uuid == "u-1"));
+    }
+
+    #[test]
+    fn preview_sample_with_null_target_parses_with_no_targets() {
+        let event: OktaEvent = serde_json::from_str(
+            r#"{"uuid":"u1","eventType":"user.lifecycle.create","target":null}"#,
+        )
+        .expect("parses");
+        assert!(event.targets().is_empty());
+    }
+}

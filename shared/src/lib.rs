@@ -1,0 +1,19 @@
+//! What hookrelay's receiver and worker share.
+//!
+//! # Layout
+//! - [`config`]: the one [`Settings`](config::Settings) both binaries load.
+//! - [`event`]: Okta's delivery envelope and events.
+//! - [`subject`]: subject and header names, and the checks that keep them safe.
+//! - [`broker`]: the NATS connection and the two JetStream streams.
+//! - [`admin`]: `/healthz`, `/readyz` and the health-check probe.
+//! - [`telemetry`], [`shutdown`]: logging and the shutdown signal.
+
+pub mod admin;
+pub mod broker;
+pub mod config;
+pub mod event;
+pub mod shutdown;
+pub mod subject;
+pub mod telemetry;
+
+pub use config::Settings;

@@ -1,0 +1,149 @@
+//! Subject and header names, and the checks that keep anything unsafe out of them.
+//!
+//! Events live on `okta.events.<eventType>` (an event type such as `user.lifecycle.create`
+//! spans several subject tokens), dead letters on `okta.dlq.<subscriber>`.
+
+/// Subjects of the events stream start with this.
+pub const EVENTS_PREFIX: &str = "okta.events";
+/// Subjects of the dead-letter stream start with this.
+pub const DLQ_PREFIX: &str = "okta.dlq";
+/// The dead-letter token of events the receiver could not route (`okta.dlq.receiver`).
+pub const RECEIVER_DLQ_TOKEN: &str = "receiver";
+
+/// Longest event type accepted as a subject.
+pub const MAX_EVENT_TYPE_LEN: usize = 128;
+/// Longest uuid accepted as a `Nats-Msg-Id`.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Header names hookrelay puts on NATS messages, besides `Nats-Msg-Id` (the event's uuid).
+pub mod header {
+    /// The event's `eventType`.
+    pub const EVENT_TYPE: &str = "Hookrelay-Event-Type";
+    /// The delivery's `eventId` (one per Okta request, shared by the events of a batch).
+    pub const DELIVERY_ID: &str = "Hookrelay-Delivery-Id";
+    /// Okta's `X-Okta-Request-Id` of the request that carried the event.
+    pub const OKTA_REQUEST_ID: &str = "Hookrelay-Okta-Request-Id";
+    /// When the receiver got the delivery, RFC 3339 with milliseconds.
+    pub const RECEIVED_AT: &str = "Hookrelay-Received-At";
+    /// The event's uuid, on dead letters (whose own `Nats-Msg-Id` differs).
+    pub const EVENT_UUID: &str = "Hookrelay-Event-Uuid";
+    /// Who dead-lettered the event: a subscriber's name or `receiver`.
+    pub const DEAD_LETTERED_BY: &str = "Hookrelay-Dead-Lettered-By";
+    /// Why, in one line.
+    pub const ERROR: &str = "Hookrelay-Error";
+    /// How many times the subscriber was handed the event.
+    pub const DELIVERY_COUNT: &str = "Hookrelay-Delivery-Count";
+    /// The subject the event was on.
+    pub const ORIGINAL_SUBJECT: &str = "Hookrelay-Original-Subject";
+    /// The event's sequence in the events stream.
+    pub const ORIGINAL_SEQUENCE: &str = "Hookrelay-Original-Sequence";
+    /// When it was dead-lettered, RFC 3339 with milliseconds.
+    pub const DEAD_LETTERED_AT: &str = "Hookrelay-Dead-Lettered-At";
+}
+
+/// The subject of an event of this type. The type must pass [`is_valid_event_type`].
+pub fn event_subject(event_type: &str) -> String {
+    format!("{EVENTS_PREFIX}.{event_type}")
+}
+
+/// The dead-letter subject of a subscriber (or of the receiver).
+pub fn dlq_subject(owner: &str) -> String {
+    format!("{DLQ_PREFIX}.{owner}")
+}
+
+/// Whether `event_type` can become subject tokens: dot-separated, non-empty tokens of ASCII
+/// letters, digits, `_` and `-` (no wildcards, spaces or control characters), of sane length.
+pub fn is_valid_event_type(event_type: &str) -> bool {
+    !event_type.is_empty()
+        && event_type.len() <= MAX_EVENT_TYPE_LEN
+        && event_type.split('.').all(is_valid_name)
+}
+
+/// Whether `name` is one safe token: a stream, consumer or subscriber name.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_EVENT_TYPE_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Whether `id` is safe as a header value and a dedupe key: visible ASCII, no spaces, of sane
+/// length. Okta's uuids and eventIds are UUIDs, well inside this.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Makes free text (an error message) safe for a header value: one line of visible ASCII,
+/// at most `max` bytes.
+pub fn header_safe(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.chars() {
+        let c = if c.is_ascii_graphic() || c == ' ' {
+            c
+        } else {
+            ' '
+        };
+        if out.len() + 1 > max {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The durable consumer name of a subscriber for one event type:
+/// `user-added_user_lifecycle_create`.
+pub fn durable_name(subscriber: &str, event_type: &str) -> String {
+    format!("{subscriber}_{}", event_type.replace('.', "_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_that_are_safe_subject_tokens() {
+        for ok in [
+            "user.lifecycle.create",
+            "user.authentication.auth_via_mfa",
+            "a",
+            "x-1.y_2",
+        ] {
+            assert!(is_valid_event_type(ok), "{ok}");
+        }
+        let long = "a".repeat(MAX_EVENT_TYPE_LEN + 1);
+        for bad in [
+            "",
+            ".",
+            "user..create",
+            "user.",
+            ".user",
+            "user.*",
+            "user.>",
+            ">",
+            "user create",
+            "user\tcreate",
+            "user\r\n.create",
+            "üser.create",
+            long.as_str(),
+        ] {
+            assert!(!is_valid_event_type(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ids_that_are_safe_header_values() {
+        assert!(is_valid_id("4ad3d9e2-0c7b-11ee-8a9b-9b0e0b3c1f5a"));
+        let long = "a".repeat(MAX_ID_LEN + 1);
+        for bad in ["", "a b", "a\r\nb", "a\0", "é", long.as_str()] {
+            assert!(!is_valid_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn header_safe_text_is_one_bounded_line() {
+        assert_eq!(header_safe("bad\r\nthing\té", 100), "bad  thing  ");
+        assert_eq!(header_safe("abcdef", 3), "abc");
+    }
+}
