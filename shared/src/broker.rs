@@ -38,8 +38,9 @@ pub async fn connect(
             Duration::from_millis(100 * attempt.clamp(1, 10) as u64)
         })
         .event_callback(|event| async move {
+            // async-nats logs connections itself; warn of what an operator must notice.
             match event {
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                async_nats::Event::Connected => {}
                 async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
                 other => tracing::warn!(event = %other, "NATS event"),
             }

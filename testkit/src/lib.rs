@@ -2,7 +2,9 @@
 //! own store directory, killed on drop, killable and restartable), free ports, and Okta-shaped
 //! deliveries.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -107,6 +109,28 @@ pub fn wait_for_port(addr: SocketAddr) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The workspace's `config/default.toml`, the file every test starts from.
+pub fn default_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/default.toml")
+}
+
+/// `HOOKRELAY__…` overrides for a test: this server, ephemeral ports for every listener, the
+/// demo secret; then `overrides`, which win.
+pub fn test_env(nats: &NatsServer, overrides: &[(&str, &str)]) -> HashMap<String, String> {
+    let url = nats.url();
+    let base = [
+        ("HOOKRELAY__NATS__URL", url.as_str()),
+        ("HOOKRELAY__RECEIVER__LISTEN", "127.0.0.1:0"),
+        ("HOOKRELAY__RECEIVER__ADMIN_LISTEN", "127.0.0.1:0"),
+        ("HOOKRELAY__RECEIVER__AUTH__SECRET", DEMO_SECRET),
+        ("HOOKRELAY__WORKER__ADMIN_LISTEN", "127.0.0.1:0"),
+    ];
+    base.iter()
+        .chain(overrides)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The guide's demo secret, as Okta sends it.

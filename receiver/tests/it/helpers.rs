@@ -1,13 +1,11 @@
 //! `spawn_app()`: a receiver on an ephemeral port against its own nats-server, and typed
 //! helpers to talk to it and to read back what JetStream stored.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 
 use async_nats::jetstream::{self, message::StreamMessage};
 use hookrelay::Settings;
-use hookrelay_testkit::{DEMO_SECRET, NatsServer, stored_messages};
+use hookrelay_testkit::{DEMO_SECRET, NatsServer, default_config, stored_messages, test_env};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -28,22 +26,8 @@ impl Drop for TestApp {
 
 /// The settings of `config/default.toml` with a test's overrides (`HOOKRELAY__…` names).
 pub fn settings(nats: &NatsServer, overrides: &[(&str, &str)]) -> Settings {
-    let mut env: HashMap<String, String> = [
-        ("HOOKRELAY__NATS__URL", nats.url().as_str()),
-        ("HOOKRELAY__RECEIVER__LISTEN", "127.0.0.1:0"),
-        ("HOOKRELAY__RECEIVER__ADMIN_LISTEN", "127.0.0.1:0"),
-        ("HOOKRELAY__RECEIVER__AUTH__SECRET", DEMO_SECRET),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.extend(
-        overrides
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/default.toml");
-    Settings::load_from(Some(&file), Some(env)).expect("test settings are valid")
+    Settings::load_from(Some(&default_config()), Some(test_env(nats, overrides)))
+        .expect("test settings are valid")
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -1,0 +1,252 @@
+//! A running subscriber: one durable pull consumer per event type, at most `concurrency`
+//! actions at once, and the rule that turns an action's result into an acknowledgement.
+//!
+//! | action result                          | what happens                                   |
+//! |----------------------------------------|------------------------------------------------|
+//! | `Ok`                                   | ack (confirmed by the server)                  |
+//! | `Transient`, attempts left             | nak with the backoff delay: retried later      |
+//! | `Permanent`, or no attempts left       | dead letter stored, then the original is termed |
+//! | dead letter not stored                 | nak with the backoff delay: tried again later  |
+//!
+//! The worker, not the server, enforces `max_deliver`: the consumers deliver without limit and
+//! an event delivered more often than allowed (its last attempt died with a worker) is
+//! dead-lettered without running the action. So no event is ever stranded in the stream
+//! unseen, which a server-side limit would do to the event whose last attempt crashed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures::StreamExt;
+use hookrelay::config::SubscriberSettings;
+use hookrelay::subject::{self, header};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::action::{Action, ActionError, Event};
+use crate::dead_letter::DeadLetter;
+
+/// One configured subscriber with its action.
+pub struct Subscriber {
+    settings: SubscriberSettings,
+    action: Arc<dyn Action>,
+    js: jetstream::Context,
+    permits: Arc<Semaphore>,
+}
+
+impl Subscriber {
+    pub fn new(
+        settings: SubscriberSettings,
+        action: Arc<dyn Action>,
+        js: jetstream::Context,
+    ) -> Self {
+        let permits = Arc::new(Semaphore::new(settings.concurrency));
+        Subscriber {
+            settings,
+            action,
+            js,
+            permits,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// Creates (or updates) the durable consumer of each event type on `stream`.
+    pub async fn bind(
+        &self,
+        stream: &jetstream::stream::Stream,
+    ) -> Result<Vec<PullConsumer>, jetstream::stream::ConsumerError> {
+        let mut consumers = Vec::with_capacity(self.settings.event_types.len());
+        for event_type in &self.settings.event_types {
+            let durable = subject::durable_name(&self.settings.name, event_type);
+            let config = jetstream::consumer::pull::Config {
+                durable_name: Some(durable),
+                description: Some(format!(
+                    "hookrelay subscriber {} for {event_type}",
+                    self.settings.name
+                )),
+                filter_subject: subject::event_subject(event_type),
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: self.settings.ack_wait,
+                max_deliver: -1,
+                ..Default::default()
+            };
+            consumers.push(stream.create_consumer(config).await?);
+        }
+        Ok(consumers)
+    }
+
+    /// Pulls from `consumer` until `shutdown`, handing each event to the action on `tracker`.
+    /// Never takes more events than it has free action slots.
+    pub async fn consume(
+        self: Arc<Self>,
+        consumer: PullConsumer,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        let batch = self.settings.concurrency.max(1);
+        while !shutdown.is_cancelled() {
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(batch)
+                .heartbeat(Duration::from_secs(5))
+                .messages()
+                .await;
+            let mut messages = match messages {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(subscriber = self.name(), error = %e, "cannot pull; retrying in 1s");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            loop {
+                let permit = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    permit = self.permits.clone().acquire_owned() => {
+                        permit.expect("the semaphore is never closed")
+                    }
+                };
+                let next = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        let this = self.clone();
+                        tracker.spawn(async move {
+                            this.process(message).await;
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(subscriber = self.name(), error = %e, "pulling events failed");
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Runs the action on one message and settles it: ack, retry later, or dead-letter.
+    pub async fn process(&self, message: jetstream::Message) {
+        let (stream_sequence, delivered) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.delivered),
+            Err(e) => {
+                tracing::error!(error = %e, "message without JetStream metadata skipped");
+                return;
+            }
+        };
+        let headers = message.headers.as_ref();
+        let value = |name: &str| {
+            headers
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        };
+        let span = tracing::info_span!(
+            "event",
+            subscriber = %self.settings.name,
+            event_uuid = %value("Nats-Msg-Id"),
+            event_type = %value(header::EVENT_TYPE),
+            delivery_id = %value(header::DELIVERY_ID),
+            okta_request_id = %value(header::OKTA_REQUEST_ID),
+            stream_sequence,
+            attempt = delivered,
+        );
+        async {
+            let outcome = if delivered > i64::from(self.settings.max_deliver) {
+                Err(ActionError::Permanent(format!(
+                    "no attempts left after {} deliveries (the last attempt did not finish)",
+                    self.settings.max_deliver
+                )))
+            } else {
+                self.run_action(&message).await
+            };
+            self.settle(&message, stream_sequence, delivered, outcome)
+                .await;
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Runs the action, telling JetStream it is still in progress every half `ack_wait`, so a
+    /// long action is never delivered a second time while it runs.
+    async fn run_action(&self, message: &jetstream::Message) -> Result<(), ActionError> {
+        let event = Event::parse(message.payload.clone(), message.headers.clone())?;
+        let action = self.action.handle(&event);
+        tokio::pin!(action);
+        let period = self.settings.ack_wait / 2;
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                result = &mut action => return result,
+                _ = keepalive.tick() => {
+                    if let Err(e) = message.ack_with(AckKind::Progress).await {
+                        tracing::warn!(error = %e, "could not extend the ack deadline");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        message: &jetstream::Message,
+        stream_sequence: u64,
+        delivered: i64,
+        outcome: Result<(), ActionError>,
+    ) {
+        let attempts_left = delivered < i64::from(self.settings.max_deliver);
+        let retry_delay = self
+            .settings
+            .backoff_for(u32::try_from(delivered).unwrap_or(u32::MAX));
+        match outcome {
+            Ok(()) => {
+                if let Err(e) = message.double_ack().await {
+                    tracing::warn!(error = %e, "ack not confirmed; the event may be handled again");
+                } else {
+                    tracing::debug!("event handled");
+                }
+            }
+            Err(ActionError::Transient(error)) if attempts_left => {
+                tracing::warn!(%error, retry_in = ?retry_delay, "action failed; retrying later");
+                self.nak(message, retry_delay).await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "action failed for good; dead-lettering the event");
+                let dead_letter = DeadLetter {
+                    subscriber: &self.settings.name,
+                    message,
+                    stream_sequence,
+                    delivered,
+                    error: &error.to_string(),
+                };
+                match dead_letter.publish(&self.js).await {
+                    Ok(()) => {
+                        if let Err(e) = message.ack_with(AckKind::Term).await {
+                            tracing::warn!(error = %e, "dead letter stored but the original not terminated; it will be dead-lettered again (deduplicated)");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, retry_in = ?retry_delay, "dead letter not stored; the event stays and is tried again");
+                        self.nak(message, retry_delay).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn nak(&self, message: &jetstream::Message, delay: Duration) {
+        if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+            tracing::warn!(error = %e, "nak not sent; the event comes back after ack_wait");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Okta → receiver → JetStream → worker, end to end, as a user following the guide sees it.
+
+use hookrelay_testkit::{
+    NatsServer, delivery, event_of_type, header, new_uuid, user_created_event,
+};
+use serde_json::json;
+
+use crate::helpers::{Receiver, WorkerProcess, jetstream, wait_for_dead_letters};
+
+fn guide_line(login: &str) -> String {
+    format!("The user {login} has been added to the Okta org!")
+}
+
+#[tokio::test]
+async fn the_guides_line_is_logged_for_every_user_of_a_batch() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start(&nats).await;
+    let worker = WorkerProcess::start(&nats, None).await;
+
+    let users = [
+        "jane.doe@example.com",
+        "john.doe@example.com",
+        "ann.lee@example.com",
+    ];
+    let mut events: Vec<_> = users
+        .iter()
+        .map(|login| user_created_event(&new_uuid(), login))
+        .collect();
+    events.push(event_of_type(&new_uuid(), "user.session.start"));
+    receiver.deliver(&delivery(&new_uuid(), events)).await;
+
+    for login in users {
+        worker
+            .wait_for_line(|line| line.ends_with(&guide_line(login)))
+            .await;
+    }
+    // Okta's retry of the same delivery changes nothing.
+    let again = user_created_event(&new_uuid(), "retry@example.com");
+    let retried = delivery(&new_uuid(), vec![again]);
+    receiver.deliver(&retried).await;
+    receiver.deliver(&retried).await;
+    worker
+        .wait_for_line(|line| line.ends_with(&guide_line("retry@example.com")))
+        .await;
+    receiver
+        .deliver(&delivery(
+            &new_uuid(),
+            vec![user_created_event(&new_uuid(), "last@example.com")],
+        ))
+        .await;
+    worker
+        .wait_for_line(|line| line.ends_with(&guide_line("last@example.com")))
+        .await;
+    for login in users.iter().chain(&["retry@example.com"]) {
+        let seen = worker.lines_where(|line| line.ends_with(&guide_line(login)));
+        assert_eq!(seen.len(), 1, "{login} reported once: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn events_stored_before_the_worker_starts_are_handled_when_it_does() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start(&nats).await;
+    receiver
+        .deliver(&delivery(
+            &new_uuid(),
+            vec![user_created_event(&new_uuid(), "early@example.com")],
+        ))
+        .await;
+    let worker = WorkerProcess::start(&nats, None).await;
+    worker
+        .wait_for_line(|line| line.ends_with(&guide_line("early@example.com")))
+        .await;
+}
+
+#[tokio::test]
+async fn the_previews_event_without_target_is_dead_lettered_and_the_worker_carries_on() {
+    let nats = NatsServer::start();
+    let js = jetstream(&nats).await;
+    let receiver = Receiver::start(&nats).await;
+    let mut worker = WorkerProcess::start(&nats, None).await;
+
+    let preview = event_of_type(&new_uuid(), "user.lifecycle.create");
+    assert_eq!(preview["target"], json!(null));
+    receiver
+        .deliver(&delivery(&new_uuid(), vec![preview.clone()]))
+        .await;
+
+    worker
+        .wait_for_line(|line| line.contains("ERROR") && line.contains("no target"))
+        .await;
+    let dead = wait_for_dead_letters(&js, 1).await;
+    assert_eq!(dead.len(), 1);
+    let letter = &dead[0];
+    assert_eq!(letter.subject.as_str(), "okta.dlq.user-added");
+    assert_eq!(
+        header(letter, "Hookrelay-Dead-Lettered-By"),
+        Some("user-added")
+    );
+    assert_eq!(
+        header(letter, "Hookrelay-Event-Uuid"),
+        preview["uuid"].as_str()
+    );
+    assert_eq!(
+        header(letter, "Hookrelay-Event-Type"),
+        Some("user.lifecycle.create")
+    );
+    assert_eq!(header(letter, "Hookrelay-Delivery-Count"), Some("1"));
+    assert_eq!(
+        header(letter, "Hookrelay-Original-Subject"),
+        Some("okta.events.user.lifecycle.create")
+    );
+    assert!(header(letter, "Hookrelay-Error").is_some_and(|e| e.contains("no target")));
+    let payload: serde_json::Value = serde_json::from_slice(&letter.payload).expect("JSON");
+    assert_eq!(payload, preview, "the dead letter keeps the original event");
+
+    assert!(worker.is_running());
+    receiver
+        .deliver(&delivery(
+            &new_uuid(),
+            vec![user_created_event(&new_uuid(), "after.preview@example.com")],
+        ))
+        .await;
+    worker
+        .wait_for_line(|line| line.ends_with(&guide_line("after.preview@example.com")))
+        .await;
+    // Dead-lettered once, not retried.
+    assert_eq!(crate::helpers::dead_letters(&js).await.len(), 1);
+}
+
+#[tokio::test]
+async fn every_subscriber_gets_every_event_of_its_types() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start(&nats).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[worker.subscribers]]
+name = "user-added"
+event_types = ["user.lifecycle.create"]
+action = { type = "user_added" }
+
+[[worker.subscribers]]
+name = "audit"
+event_types = ["user.lifecycle.create", "user.session.start"]
+action = { type = "log" }
+"#,
+    )
+    .expect("write config");
+    let worker = WorkerProcess::start(&nats, Some(&config)).await;
+
+    let created = new_uuid();
+    let session = new_uuid();
+    receiver
+        .deliver(&delivery(
+            &new_uuid(),
+            vec![
+                user_created_event(&created, "fan.out@example.com"),
+                event_of_type(&session, "user.session.start"),
+            ],
+        ))
+        .await;
+    worker
+        .wait_for_line(|line| line.ends_with(&guide_line("fan.out@example.com")))
+        .await;
+    worker
+        .wait_for_line(|line| line.contains("event received") && line.contains(&created))
+        .await;
+    worker
+        .wait_for_line(|line| line.contains("event received") && line.contains(&session))
+        .await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_worker_cleanly() {
+    let nats = NatsServer::start();
+    let mut worker = WorkerProcess::start(&nats, None).await;
+    assert_eq!(worker.terminate().await, Some(0));
+    worker
+        .wait_for_line(|line| line.contains("worker stopped"))
+        .await;
+}
