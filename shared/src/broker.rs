@@ -24,9 +24,21 @@ pub enum BrokerError {
     },
 }
 
-/// Connects to NATS. After the first connection the client reconnects on its own, forever,
-/// retrying at most every second so service resumes as soon as the broker is back.
+/// Connects to NATS (`settings.url` may list several servers of a cluster, comma-separated),
+/// trying again until `startup_timeout`. After the first connection the client reconnects on
+/// its own, forever, trying at least every second so service resumes as soon as the broker is
+/// back.
 pub async fn connect(
+    settings: &NatsSettings,
+    client_name: &str,
+) -> Result<async_nats::Client, BrokerError> {
+    retry_until(settings.startup_timeout, "connecting to NATS", || {
+        connect_once(settings, client_name)
+    })
+    .await
+}
+
+async fn connect_once(
     settings: &NatsSettings,
     client_name: &str,
 ) -> Result<async_nats::Client, BrokerError> {
@@ -63,6 +75,7 @@ pub fn events_stream_config(settings: &NatsSettings) -> stream::Config {
         retention: stream::RetentionPolicy::Limits,
         max_age: settings.retention,
         duplicate_window: settings.duplicate_window,
+        num_replicas: settings.replicas,
         ..Default::default()
     }
 }
@@ -77,23 +90,58 @@ pub fn dlq_stream_config(settings: &NatsSettings) -> stream::Config {
         retention: stream::RetentionPolicy::Limits,
         max_age: settings.dlq_retention,
         duplicate_window: settings.duplicate_window,
+        num_replicas: settings.replicas,
         ..Default::default()
     }
 }
 
-/// Creates both streams, or brings existing ones to the configured settings. Safe to run from
+/// Creates both streams, or brings existing ones to the configured settings, trying again
+/// until `startup_timeout` (a cluster may still be electing its leader). Safe to run from
 /// several processes at once.
 pub async fn ensure_streams(
     js: &jetstream::Context,
     settings: &NatsSettings,
 ) -> Result<(), BrokerError> {
     for config in [events_stream_config(settings), dlq_stream_config(settings)] {
-        let name = config.name.clone();
-        js.create_or_update_stream(config)
-            .await
-            .map_err(|source| BrokerError::Stream { name, source })?;
+        retry_until(settings.startup_timeout, "setting up a stream", || {
+            let config = config.clone();
+            async move {
+                let name = config.name.clone();
+                js.create_or_update_stream(config)
+                    .await
+                    .map(drop)
+                    .map_err(|source| BrokerError::Stream { name, source })
+            }
+        })
+        .await?;
     }
     Ok(())
+}
+
+/// Runs `attempt` until it succeeds or `budget` is spent, logging each failure; returns the
+/// last error.
+async fn retry_until<T, F, Fut>(
+    budget: Duration,
+    what: &str,
+    mut attempt: F,
+) -> Result<T, BrokerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BrokerError>>,
+{
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tokio::time::Instant::now() + delay < deadline => {
+                tracing::warn!(%error, retry_in = ?delay, "{what} failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// RFC 3339 time with milliseconds, as carried in `Hookrelay-…-At` headers.

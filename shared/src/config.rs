@@ -76,6 +76,11 @@ pub struct NatsSettings {
     /// How long the dead-letter stream keeps a dead letter.
     #[serde(with = "humantime_serde")]
     pub dlq_retention: Duration,
+    /// Copies of each stream in a NATS cluster: 1 for a single server, 3 for a 3-node cluster.
+    pub replicas: usize,
+    /// How long start-up keeps trying to reach NATS and set up the streams before giving up.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
 }
 
 impl Default for NatsSettings {
@@ -87,6 +92,8 @@ impl Default for NatsSettings {
             duplicate_window: Duration::from_secs(60 * 60),
             retention: Duration::from_secs(7 * 24 * 60 * 60),
             dlq_retention: Duration::from_secs(30 * 24 * 60 * 60),
+            replicas: 1,
+            startup_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -216,6 +223,9 @@ mod defaults {
     pub fn concurrency() -> usize {
         16
     }
+    pub fn http_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
 }
 
 impl SubscriberSettings {
@@ -242,13 +252,82 @@ impl SubscriberSettings {
 /// What a subscriber does with an event. `type` selects the action; the other keys are its
 /// parameters. To add an action, add a variant here and build it in the worker's
 /// `actions::build`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ActionSettings {
     /// Logs `The user <alternateId> has been added to the Okta org!`, as the guide's sample app.
     UserAdded,
     /// Logs the event's uuid, type and display message; handy to watch a new event type.
     Log,
+    /// POSTs the event to a URL.
+    Http(HttpActionSettings),
+}
+
+/// `action = { type = "http", url = "…" }`: POST the event JSON to `url`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpActionSettings {
+    /// Where to POST, `http://` or `https://`.
+    pub url: String,
+    /// How long one request may take, connection included; longer is a transient failure.
+    #[serde(default = "defaults::http_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Headers added to every request, such as an API key. Never logged.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, SecretString>,
+    /// Signs each request per Standard Webhooks (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`) with this key, written `whsec_<base64>`.
+    #[serde(default)]
+    pub signing_secret: Option<SecretString>,
+}
+
+impl HttpActionSettings {
+    /// The signing key's bytes: the base64 after `whsec_`.
+    pub fn signing_key(&self) -> Option<Result<Vec<u8>, String>> {
+        use base64::Engine as _;
+        self.signing_secret.as_ref().map(|secret| {
+            let encoded = secret
+                .expose_secret()
+                .strip_prefix("whsec_")
+                .ok_or("must start with `whsec_`")?;
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| "must be `whsec_` followed by base64")?;
+            if key.len() < 16 {
+                return Err("must hold at least 16 bytes of key".to_string());
+            }
+            Ok(key)
+        })
+    }
+
+    fn validate(&self, key: impl Fn(&str) -> String) -> Result<(), ConfigError> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                key("url"),
+                "must start with http:// or https://",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                key("timeout"),
+                "must be more than zero",
+            ));
+        }
+        for (name, value) in &self.headers {
+            let valid_name = axum::http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+            let valid_value = axum::http::HeaderValue::from_str(value.expose_secret()).is_ok();
+            if !valid_name || !valid_value {
+                return Err(ConfigError::invalid(
+                    key(&format!("headers.{name}")),
+                    "is not a valid HTTP header",
+                ));
+            }
+        }
+        if let Some(Err(reason)) = self.signing_key() {
+            return Err(ConfigError::invalid(key("signing_secret"), reason));
+        }
+        Ok(())
+    }
 }
 
 /// Log level and format.
@@ -334,6 +413,15 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "nats.duplicate_window",
                 "must be more than zero and at most nats.retention",
+            ));
+        }
+        if !(1..=5).contains(&nats.replicas) {
+            return Err(ConfigError::invalid("nats.replicas", "must be 1 to 5"));
+        }
+        if nats.startup_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "nats.startup_timeout",
+                "must be more than zero",
             ));
         }
         if nats.dlq_retention < nats.duplicate_window {
@@ -428,6 +516,9 @@ impl Settings {
             if subscriber.ack_wait < Duration::from_secs(1) {
                 return Err(ConfigError::invalid(key("ack_wait"), "must be at least 1s"));
             }
+            if let ActionSettings::Http(http) = &subscriber.action {
+                http.validate(|field| key(&format!("action.{field}")))?;
+            }
         }
         Ok(())
     }
@@ -478,10 +569,10 @@ mod tests {
         assert_eq!(from_file.receiver.auth.header, "authorization");
         assert_eq!(from_file.worker.subscribers.len(), 1);
         assert_eq!(from_file.worker.subscribers[0].name, "user-added");
-        assert_eq!(
+        assert!(matches!(
             from_file.worker.subscribers[0].action,
             ActionSettings::UserAdded
-        );
+        ));
     }
 
     #[test]
@@ -601,6 +692,71 @@ mod tests {
             assert!(
                 error.to_string().contains(named),
                 "`{error}` does not name `{named}`"
+            );
+        }
+    }
+
+    #[test]
+    fn the_http_action_is_configured_and_checked() {
+        let load = |action: &str| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("c.toml");
+            let text = format!(
+                "[[worker.subscribers]]\nname = \"crm-sync\"\nevent_types = [\"user.lifecycle.create\"]\naction = {action}\n"
+            );
+            std::fs::write(&path, text).expect("write");
+            Settings::load_from(Some(&path), Some(HashMap::new()))
+        };
+        let settings = load(
+            r#"{ type = "http", url = "https://crm.internal/okta", timeout = "3s", headers = { "x-api-key" = "k" }, signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }"#,
+        )
+        .expect("valid");
+        let ActionSettings::Http(http) = &settings.worker.subscribers[0].action else {
+            panic!("an http action");
+        };
+        assert_eq!(http.url, "https://crm.internal/okta");
+        assert_eq!(http.timeout, Duration::from_secs(3));
+        assert_eq!(http.headers["x-api-key"].expose_secret(), "k");
+        assert!(matches!(http.signing_key(), Some(Ok(key)) if key.len() == 24));
+        assert!(
+            !format!("{settings:?}").contains("whsec_"),
+            "secrets are not printed"
+        );
+
+        let defaults = load(r#"{ type = "http", url = "http://localhost:1/x" }"#).expect("valid");
+        let ActionSettings::Http(http) = &defaults.worker.subscribers[0].action else {
+            panic!("an http action");
+        };
+        assert_eq!(http.timeout, Duration::from_secs(10));
+
+        for (action, named) in [
+            (r#"{ type = "http", url = "ftp://x" }"#, "action.url"),
+            (r#"{ type = "http" }"#, "url"),
+            (
+                r#"{ type = "http", url = "http://x", timeout = "0s" }"#,
+                "action.timeout",
+            ),
+            (
+                r#"{ type = "http", url = "http://x", headers = { "a b" = "v" } }"#,
+                "action.headers.a b",
+            ),
+            (
+                r#"{ type = "http", url = "http://x", signing_secret = "plain" }"#,
+                "action.signing_secret",
+            ),
+            (
+                r#"{ type = "http", url = "http://x", signing_secret = "whsec_!!" }"#,
+                "action.signing_secret",
+            ),
+            (
+                r#"{ type = "http", url = "http://x", method = "PUT" }"#,
+                "method",
+            ),
+        ] {
+            let error = load(action).expect_err(action);
+            assert!(
+                error.to_string().contains(named),
+                "{action}: `{error}` does not name `{named}`"
             );
         }
     }

@@ -11,22 +11,34 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod downstream;
+pub use downstream::{Downstream, Recorded, Reply};
+
 /// A `nats-server` with JetStream, on a free loopback port, storing into a temporary directory.
 /// Killed (SIGKILL) when dropped.
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
+    extra_args: Vec<String>,
+    /// The server's name (`-n`); cluster members have one.
+    pub name: String,
 }
 
 impl NatsServer {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(free_port(), "standalone", Vec::new())
+    }
+
+    fn start_with(port: u16, name: &str, extra_args: Vec<String>) -> Self {
         let store = tempfile::tempdir().expect("a temporary store directory");
         let mut server = NatsServer {
             child: None,
-            port: free_port(),
+            port,
             store,
+            extra_args,
+            name: name.to_string(),
         };
         server.spawn();
         server
@@ -62,6 +74,8 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(self.store.path())
+            .args(["-n", &self.name])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -75,6 +89,53 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A cluster of JetStream servers routed to each other on loopback ports.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes, `node0`…, each routed to all the others.
+    pub fn start(size: usize) -> Self {
+        let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let nodes = (0..size)
+            .map(|i| {
+                let routes: Vec<String> = route_ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, port)| format!("nats://127.0.0.1:{port}"))
+                    .collect();
+                let args = vec![
+                    "--cluster_name".to_string(),
+                    "hookrelay-test".to_string(),
+                    "--cluster".to_string(),
+                    format!("nats://127.0.0.1:{}", route_ports[i]),
+                    "--routes".to_string(),
+                    routes.join(","),
+                ];
+                NatsServer::start_with(client_ports[i], &format!("node{i}"), args)
+            })
+            .collect();
+        NatsCluster { nodes }
+    }
+
+    /// Every node's URL, comma-separated, as `nats.url` takes them.
+    pub fn urls(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(NatsServer::url).collect();
+        urls.join(",")
+    }
+
+    /// The node called `name`.
+    pub fn node_mut(&mut self, name: &str) -> &mut NatsServer {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
     }
 }
 
@@ -119,9 +180,13 @@ pub fn default_config() -> PathBuf {
 /// `HOOKRELAY__…` overrides for a test: this server, ephemeral ports for every listener, the
 /// demo secret; then `overrides`, which win.
 pub fn test_env(nats: &NatsServer, overrides: &[(&str, &str)]) -> HashMap<String, String> {
-    let url = nats.url();
+    env_for_url(&nats.url(), overrides)
+}
+
+/// [`test_env`] for any `nats.url`, such as a cluster's [`NatsCluster::urls`].
+pub fn env_for_url(url: &str, overrides: &[(&str, &str)]) -> HashMap<String, String> {
     let base = [
-        ("HOOKRELAY__NATS__URL", url.as_str()),
+        ("HOOKRELAY__NATS__URL", url),
         ("HOOKRELAY__RECEIVER__LISTEN", "127.0.0.1:0"),
         ("HOOKRELAY__RECEIVER__ADMIN_LISTEN", "127.0.0.1:0"),
         ("HOOKRELAY__RECEIVER__AUTH__SECRET", DEMO_SECRET),
@@ -175,6 +240,13 @@ pub fn delivery(event_id: &str, events: Vec<Value>) -> Value {
         "contentType": "application/json",
         "data": {"events": events}
     })
+}
+
+/// An HTTP client for tests. The worker's `http` action brings reqwest's TLS without a default
+/// crypto provider; this installs ring's, as the worker does, so any client can be built.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// A fresh random uuid.

@@ -47,7 +47,9 @@ impl Worker {
 
         let mut consumers = Vec::new();
         for subscriber_settings in &settings.worker.subscribers {
-            let action = actions::build(&subscriber_settings.action);
+            let action = actions::build(&subscriber_settings.action).map_err(|e| {
+                anyhow::anyhow!("the action of subscriber {}: {e}", subscriber_settings.name)
+            })?;
             let subscriber = Arc::new(Subscriber::new(
                 subscriber_settings.clone(),
                 action,

@@ -52,7 +52,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         addr,
         admin_addr,
         js: jetstream::new(client),
-        http: reqwest::Client::new(),
+        http: hookrelay_testkit::http_client(),
         shutdown,
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, message::StreamMessage};
 use hookrelay::Settings;
-use hookrelay_testkit::{DEMO_SECRET, NatsServer, default_config, stored_messages, test_env};
+use hookrelay_testkit::{
+    DEMO_SECRET, NatsServer, default_config, env_for_url, stored_messages, test_env,
+};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -33,8 +35,13 @@ impl Drop for Receiver {
 
 impl Receiver {
     pub async fn start(nats: &NatsServer) -> Self {
-        let settings = Settings::load_from(Some(&default_config()), Some(test_env(nats, &[])))
-            .expect("valid settings");
+        Self::start_with_env(test_env(nats, &[])).await
+    }
+
+    /// A receiver with these `HOOKRELAY__…` variables over `config/default.toml`.
+    pub async fn start_with_env(env: std::collections::HashMap<String, String>) -> Self {
+        let settings =
+            Settings::load_from(Some(&default_config()), Some(env)).expect("valid settings");
         let app = receiver::Application::build(&settings)
             .await
             .expect("the receiver starts");
@@ -43,23 +50,27 @@ impl Receiver {
         tokio::spawn(app.run(shutdown.clone()));
         Receiver {
             url,
-            http: reqwest::Client::new(),
+            http: hookrelay_testkit::http_client(),
             shutdown,
         }
     }
 
     /// POSTs a delivery as Okta does and expects 200.
     pub async fn deliver(&self, body: &Value) {
-        let response = self
-            .http
+        let response = self.try_deliver(body).await.expect("the receiver answers");
+        assert_eq!(response.status(), 200);
+    }
+
+    /// POSTs a delivery as Okta does, giving up after Okta's 3 s.
+    pub async fn try_deliver(&self, body: &Value) -> reqwest::Result<reqwest::Response> {
+        self.http
             .post(&self.url)
             .header("authorization", DEMO_SECRET)
             .header("content-type", "application/json")
+            .timeout(Duration::from_secs(3))
             .body(body.to_string())
             .send()
             .await
-            .expect("the receiver answers");
-        assert_eq!(response.status(), 200);
     }
 }
 
@@ -74,13 +85,18 @@ impl WorkerProcess {
     /// Starts the worker with `config` (default: `config/default.toml`) and waits until it is
     /// ready.
     pub async fn start(nats: &NatsServer, config: Option<&Path>) -> Self {
+        Self::start_with_url(&nats.url(), config).await
+    }
+
+    /// [`WorkerProcess::start`] against any `nats.url`, such as a cluster's.
+    pub async fn start_with_url(nats_url: &str, config: Option<&Path>) -> Self {
         let config = config.map(Path::to_path_buf).unwrap_or_else(default_config);
         let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
             .arg("--config")
             .arg(config)
             .env_remove("HOOKRELAY_CONFIG")
             .env("RUST_LOG", "info")
-            .envs(test_env(nats, &[]))
+            .envs(env_for_url(nats_url, &[]))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -155,6 +171,11 @@ impl WorkerProcess {
         })
     }
 
+    /// Kills the process at once (SIGKILL), as a crash.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("the worker is killed");
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("process status").is_none()
@@ -199,4 +220,40 @@ pub async fn wait_for_dead_letters(js: &jetstream::Context, count: usize) -> Vec
     })
     .await
     .expect("the dead letters are stored")
+}
+
+/// A configuration file with one subscriber whose `http` action POSTs to `url`; `extra` adds
+/// subscriber keys (`ack_wait = "1s"`…). Lives as long as the returned directory.
+pub fn http_subscriber_config(url: &str, extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hookrelay.toml");
+    let text = format!(
+        "[[worker.subscribers]]\nname = \"crm-sync\"\nevent_types = [\"user.lifecycle.create\"]\n\
+         action = {{ type = \"http\", url = \"{url}\", timeout = \"10s\" }}\n{extra}\n"
+    );
+    std::fs::write(&path, text).expect("write the config");
+    (dir, path)
+}
+
+/// The durable consumer of the `crm-sync` subscriber of [`http_subscriber_config`].
+pub const CRM_SYNC_CONSUMER: &str = "crm-sync_user_lifecycle_create";
+
+/// Waits until the consumer has nothing pending and nothing unacknowledged: every event it had
+/// was acked or terminated.
+pub async fn wait_until_settled(js: &jetstream::Context, consumer: &str) {
+    let stream = js.get_stream("OKTA_EVENTS").await.expect("the stream");
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let info = stream.consumer_info(consumer).await.expect("consumer info");
+            if info.num_ack_pending == 0
+                && info.num_pending == 0
+                && info.delivered.stream_sequence > 0
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the consumer settles");
 }

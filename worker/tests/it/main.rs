@@ -1,5 +1,6 @@
 //! The worker as a real process, fed by a real receiver over real HTTP, against its own
 //! nats-server.
 
+mod faults;
 mod helpers;
 mod pipeline;

@@ -1,0 +1,223 @@
+//! `type = "http"`: POSTs the event, exactly as Okta sent it, to a URL.
+//!
+//! Every request carries `Content-Type: application/json`, `Idempotency-Key: <event uuid>` (the
+//! same on every retry, so the receiving service can drop repeats), `Hookrelay-Event-Type`, the
+//! configured static headers and, with `signing_secret`, a Standard Webhooks signature:
+//! `webhook-id` (the event uuid), `webhook-timestamp` (Unix seconds) and
+//! `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`.
+//!
+//! The answer decides what follows: 2xx is done; 408, 429, 5xx, a connection error or a timeout
+//! is transient (retried on the subscriber's backoff); any other status is permanent
+//! (dead-lettered). Redirects are not followed: a POST must reach its final URL.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use hookrelay::config::HttpActionSettings;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
+
+use crate::action::{Action, ActionError, Event};
+
+/// How much of an error answer's body is kept in the failure reason.
+const MAX_ERROR_BODY: usize = 200;
+
+/// POSTs each event to one URL.
+pub struct HttpPost {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    timeout: Duration,
+    headers: HeaderMap,
+    signing_key: Option<ring::hmac::Key>,
+}
+
+impl HttpPost {
+    /// Builds the action and its connection pool. Fails on settings that cannot work.
+    pub fn new(settings: &HttpActionSettings) -> Result<Self, String> {
+        // reqwest's TLS uses the process's rustls provider; use ring, which async-nats uses too.
+        // Installing fails only when one is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = reqwest::Url::parse(&settings.url).map_err(|e| format!("url: {e}"))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &settings.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("header name {name:?} is not valid"))?;
+            let mut value = HeaderValue::from_str(value.expose_secret())
+                .map_err(|_| format!("the value of header {name} is not valid"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let signing_key = settings
+            .signing_key()
+            .transpose()
+            .map_err(|e| format!("signing_secret {e}"))?
+            .map(|key| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key));
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(HttpPost {
+            client,
+            url,
+            timeout: settings.timeout,
+            headers,
+            signing_key,
+        })
+    }
+
+    fn event_headers(&self, event: &Event) -> Result<HeaderMap, ActionError> {
+        let value = |text: &str| {
+            HeaderValue::from_str(text).map_err(|_| {
+                ActionError::Permanent(format!("{text:?} cannot be sent as a header value"))
+            })
+        };
+        let mut headers = self.headers.clone();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert("idempotency-key", value(&event.okta.uuid)?);
+        headers.insert("hookrelay-event-type", value(&event.okta.event_type)?);
+        if let Some(key) = &self.signing_key {
+            let timestamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+                .to_string();
+            let signature = sign(key, &event.okta.uuid, &timestamp, &event.raw);
+            headers.insert("webhook-id", value(&event.okta.uuid)?);
+            headers.insert("webhook-timestamp", value(&timestamp)?);
+            headers.insert("webhook-signature", value(&signature)?);
+        }
+        Ok(headers)
+    }
+}
+
+/// The Standard Webhooks signature of one request: `v1,<base64 HMAC-SHA256>`.
+pub fn sign(key: &ring::hmac::Key, id: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut context = ring::hmac::Context::with_key(key);
+    context.update(id.as_bytes());
+    context.update(b".");
+    context.update(timestamp.as_bytes());
+    context.update(b".");
+    context.update(body);
+    let tag = context.sign();
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(tag.as_ref())
+    )
+}
+
+#[async_trait::async_trait]
+impl Action for HttpPost {
+    async fn handle(&self, event: &Event) -> Result<(), ActionError> {
+        let response = self
+            .client
+            .post(self.url.clone())
+            .headers(self.event_headers(event)?)
+            .body(event.raw.clone())
+            .send()
+            .await;
+        let mut response = match response {
+            Ok(response) => response,
+            Err(e) if e.is_timeout() => {
+                return Err(ActionError::Transient(format!(
+                    "{} did not answer within {:?}",
+                    self.url, self.timeout
+                )));
+            }
+            Err(e) => {
+                return Err(ActionError::Transient(format!(
+                    "{}: {}",
+                    self.url,
+                    error_chain(&e)
+                )));
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            // Read (a bounded part of) the body so the connection can be reused.
+            let mut budget: usize = 64 * 1024;
+            while let Ok(Some(chunk)) = response.chunk().await {
+                budget = match budget.checked_sub(chunk.len()) {
+                    Some(left) => left,
+                    None => break,
+                };
+            }
+            return Ok(());
+        }
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= MAX_ERROR_BODY {
+                break;
+            }
+        }
+        body.truncate(MAX_ERROR_BODY);
+        let reason = format!(
+            "{} answered {status}: {}",
+            self.url,
+            String::from_utf8_lossy(&body).trim()
+        );
+        if is_transient(status) {
+            Err(ActionError::Transient(reason))
+        } else {
+            Err(ActionError::Permanent(reason))
+        }
+    }
+}
+
+/// 408, 429 and 5xx may succeed later; any other failure will not.
+pub fn is_transient(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_the_issue_says() {
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                is_transient(StatusCode::from_u16(code).expect("status")),
+                "{code}"
+            );
+        }
+        for code in [300, 301, 400, 401, 403, 404, 409, 410, 422] {
+            assert!(
+                !is_transient(StatusCode::from_u16(code).expect("status")),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn signature_matches_the_standard_webhooks_test_vector() {
+        // The example of the Standard Webhooks specification.
+        let key = base64::engine::general_purpose::STANDARD
+            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .expect("base64");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+        let signature = sign(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            br#"{"test": 2432232314}"#,
+        );
+        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+}
