@@ -14,6 +14,7 @@ pub mod publish;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
@@ -157,7 +158,7 @@ impl Application {
         let receiver = &settings.receiver;
         let client = broker::connect(&settings.nats, "hookrelay-receiver").await?;
         let js = jetstream::context::ContextBuilder::new()
-            .timeout(receiver.publish_timeout)
+            .timeout(receiver.publish_timeout / publish::ATTEMPTS_PER_BUDGET)
             .backpressure_on_inflight(true)
             .build(client.clone());
         broker::ensure_streams(&js, &settings.nats).await?;
@@ -220,8 +221,12 @@ impl Application {
         let admin = axum::serve(self.admin_listener, admin::router(readiness))
             .with_graceful_shutdown(shutdown.cancelled_owned());
         tokio::try_join!(hook.into_future(), admin.into_future()).context("serving HTTP")?;
-        if let Err(e) = self.client.flush().await {
-            tracing::warn!(error = %e, "could not flush the NATS connection at shutdown");
+        // Every answered request already has its acknowledgement; this only pushes out what a
+        // request that timed out may have left buffered, and must not hang on a dead broker.
+        match tokio::time::timeout(Duration::from_secs(5), self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not flush NATS at shutdown"),
+            Err(_) => tracing::warn!("NATS did not take the last writes within 5s at shutdown"),
         }
         tracing::info!("receiver stopped");
         Ok(())

@@ -1,16 +1,21 @@
 //! Stores one Okta delivery in JetStream: every event on its subject, deduplicated on its uuid,
 //! every unroutable event in the receiver's dead letters, and nothing reported stored until
 //! JetStream has acknowledged all of them.
+//!
+//! Publishes that fail (no stream leader during a cluster election, an acknowledgement lost
+//! with a dying server, a reconnect) are tried again until the delivery's budget is spent.
+//! Retrying is safe: every message carries a `Nats-Msg-Id`, so JetStream stores it once.
 
 use std::future::IntoFuture;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
 use bytes::Bytes;
 use hookrelay::broker;
 use hookrelay::event::{self, Envelope, Route};
 use hookrelay::subject::{self, header};
+use tokio::time::Instant;
 
 /// What became of a delivery's events once JetStream acknowledged them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,27 +34,40 @@ pub enum PublishError {
     /// The body is not a delivery; nothing was published.
     #[error("not an Okta event hook delivery: {0}")]
     Invalid(#[source] serde_json::Error),
-    /// JetStream refused or did not acknowledge in time; Okta should retry.
+    /// JetStream did not store every event within the budget; Okta should retry.
     #[error("JetStream did not store the delivery: {0}")]
     Broker(String),
 }
+
+/// How long one attempt waits for its acknowledgements, as a share of the whole budget: a
+/// lost acknowledgement costs a quarter of the budget, not all of it.
+pub const ATTEMPTS_PER_BUDGET: u32 = 4;
 
 /// Publishes deliveries to JetStream.
 #[derive(Clone)]
 pub struct Publisher {
     js: jetstream::Context,
-    timeout: Duration,
+    budget: Duration,
 }
 
+#[derive(Clone, Copy)]
 enum Kind {
     Event,
     DeadLetter,
 }
 
+/// One message of a delivery, ready to be (re)sent.
+struct Outgoing {
+    kind: Kind,
+    subject: String,
+    message: PublishMessage,
+}
+
 impl Publisher {
-    /// `timeout` bounds the whole delivery: every publish and every acknowledgement.
-    pub fn new(js: jetstream::Context, timeout: Duration) -> Self {
-        Publisher { js, timeout }
+    /// `js` should time out acknowledgements after `budget / ATTEMPTS_PER_BUDGET`; `budget`
+    /// bounds the whole delivery, every retry included.
+    pub fn new(js: jetstream::Context, budget: Duration) -> Self {
+        Publisher { js, budget }
     }
 
     /// Stores every event of `body`. The stored bytes of each event are a slice of `body`, not a
@@ -59,80 +77,147 @@ impl Publisher {
         body: Bytes,
         okta_request_id: Option<&str>,
     ) -> Result<Stored, PublishError> {
-        let envelope = Envelope::parse(&body).map_err(PublishError::Invalid)?;
-        let delivery_id = envelope.delivery_id();
-        let received_at = broker::now_rfc3339();
+        let deadline = Instant::now() + self.budget;
+        let outgoing = outgoing(&body, okta_request_id).map_err(PublishError::Invalid)?;
+        tokio::time::timeout_at(deadline, self.publish_all(&outgoing, deadline))
+            .await
+            .map_err(|_| {
+                PublishError::Broker(format!("not acknowledged within {:?}", self.budget))
+            })?
+    }
 
-        let all_acknowledged = async {
-            // Send every event first, then wait for the acknowledgements together: one round
-            // trip for the whole batch instead of one per event.
-            let mut pending = Vec::with_capacity(envelope.data.events.len());
-            for (index, raw) in envelope.data.events.iter().enumerate() {
-                let payload = body.slice_ref(raw.get().as_bytes());
-                let mut headers = HeaderMap::new();
-                headers.insert(header::RECEIVED_AT, received_at.as_str());
-                if let Some(id) = delivery_id {
-                    headers.insert(header::DELIVERY_ID, id);
-                }
-                if let Some(id) = okta_request_id {
-                    headers.insert(header::OKTA_REQUEST_ID, id);
-                }
-                let (kind, subject, message) = match event::route(raw) {
-                    Route::Publish {
-                        subject,
-                        uuid,
-                        event_type,
-                    } => {
-                        headers.insert(header::EVENT_TYPE, event_type.as_ref());
-                        let message = PublishMessage::build()
-                            .headers(headers)
-                            .message_id(&uuid)
-                            .payload(payload);
-                        (Kind::Event, subject, message)
-                    }
-                    Route::Unroutable(reason) => {
-                        tracing::warn!(
-                            reason,
-                            index,
-                            delivery_id,
-                            "unroutable event dead-lettered"
-                        );
-                        headers.insert(header::DEAD_LETTERED_BY, subject::RECEIVER_DLQ_TOKEN);
-                        headers.insert(header::ERROR, reason);
-                        headers.insert(header::DEAD_LETTERED_AT, received_at.as_str());
-                        let mut message = PublishMessage::build().headers(headers).payload(payload);
-                        if let Some(id) = delivery_id {
-                            // Okta's retry of this delivery carries the same eventId.
-                            message = message.message_id(format!("receiver:{id}:{index}"));
-                        }
-                        let subject = subject::dlq_subject(subject::RECEIVER_DLQ_TOKEN);
-                        (Kind::DeadLetter, subject, message)
-                    }
-                };
-                let ack = self
-                    .js
-                    .send_publish(subject, message)
-                    .await
-                    .map_err(|e| PublishError::Broker(e.to_string()))?;
-                pending.push(async move { (kind, ack.into_future().await) });
+    async fn publish_all(
+        &self,
+        outgoing: &[Outgoing],
+        deadline: Instant,
+    ) -> Result<Stored, PublishError> {
+        let mut stored = Stored::default();
+        let mut pending: Vec<&Outgoing> = outgoing.iter().collect();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let Some((failed, error)) = self.attempt(&pending, &mut stored).await else {
+                return Ok(stored);
+            };
+            if Instant::now() + pause >= deadline || !is_worth_retrying(&error) {
+                return Err(PublishError::Broker(error.to_string()));
             }
+            tracing::debug!(failed = failed.len(), %error, "publish failed; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+            pending = failed;
+        }
+    }
 
-            let mut stored = Stored::default();
-            for (kind, ack) in futures::future::join_all(pending).await {
-                let ack = ack.map_err(|e| PublishError::Broker(e.to_string()))?;
-                match kind {
+    /// Sends every pending message, then waits for their acknowledgements together: one round
+    /// trip for the batch instead of one per event. Returns the messages that failed, if any,
+    /// and the last error.
+    async fn attempt<'a>(
+        &self,
+        pending: &[&'a Outgoing],
+        stored: &mut Stored,
+    ) -> Option<(Vec<&'a Outgoing>, jetstream::context::PublishError)> {
+        let mut failed = Vec::new();
+        let mut last_error = None;
+        let mut acks = Vec::with_capacity(pending.len());
+        for &out in pending {
+            match self
+                .js
+                .send_publish(out.subject.clone(), out.message.clone())
+                .await
+            {
+                Ok(ack) => acks.push((out, ack.into_future())),
+                Err(e) => {
+                    failed.push(out);
+                    last_error = Some(e);
+                }
+            }
+        }
+        let results = futures::future::join_all(
+            acks.into_iter()
+                .map(|(out, ack)| async move { (out, ack.await) }),
+        )
+        .await;
+        for (out, result) in results {
+            match result {
+                Ok(ack) => match out.kind {
                     Kind::Event if ack.duplicate => stored.duplicates += 1,
                     Kind::Event => stored.published += 1,
                     Kind::DeadLetter => stored.dead_lettered += 1,
+                },
+                Err(e) => {
+                    failed.push(out);
+                    last_error = Some(e);
                 }
             }
-            Ok(stored)
-        };
-
-        tokio::time::timeout(self.timeout, all_acknowledged)
-            .await
-            .map_err(|_| {
-                PublishError::Broker(format!("no acknowledgement within {:?}", self.timeout))
-            })?
+        }
+        last_error.map(|error| (failed, error))
     }
+}
+
+/// Failures that another attempt cannot fix.
+fn is_worth_retrying(error: &jetstream::context::PublishError) -> bool {
+    !matches!(error.kind(), PublishErrorKind::MaxPayloadExceeded)
+}
+
+/// The messages of one delivery: each event on its subject with `Nats-Msg-Id: <uuid>`, each
+/// unroutable one on the receiver's dead letters.
+fn outgoing(
+    body: &Bytes,
+    okta_request_id: Option<&str>,
+) -> Result<Vec<Outgoing>, serde_json::Error> {
+    let envelope = Envelope::parse(body)?;
+    let delivery_id = envelope.delivery_id();
+    let received_at = broker::now_rfc3339();
+    let outgoing = envelope
+        .data
+        .events
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let payload = body.slice_ref(raw.get().as_bytes());
+            let mut headers = HeaderMap::new();
+            headers.insert(header::RECEIVED_AT, received_at.as_str());
+            if let Some(id) = delivery_id {
+                headers.insert(header::DELIVERY_ID, id);
+            }
+            if let Some(id) = okta_request_id {
+                headers.insert(header::OKTA_REQUEST_ID, id);
+            }
+            match event::route(raw) {
+                Route::Publish {
+                    subject,
+                    uuid,
+                    event_type,
+                } => {
+                    headers.insert(header::EVENT_TYPE, event_type.as_ref());
+                    let message = PublishMessage::build()
+                        .headers(headers)
+                        .message_id(&uuid)
+                        .payload(payload);
+                    Outgoing {
+                        kind: Kind::Event,
+                        subject,
+                        message,
+                    }
+                }
+                Route::Unroutable(reason) => {
+                    tracing::warn!(reason, index, delivery_id, "unroutable event dead-lettered");
+                    headers.insert(header::DEAD_LETTERED_BY, subject::RECEIVER_DLQ_TOKEN);
+                    headers.insert(header::ERROR, reason);
+                    headers.insert(header::DEAD_LETTERED_AT, received_at.as_str());
+                    let mut message = PublishMessage::build().headers(headers).payload(payload);
+                    if let Some(id) = delivery_id {
+                        // Okta's retry of this delivery carries the same eventId.
+                        message = message.message_id(format!("receiver:{id}:{index}"));
+                    }
+                    Outgoing {
+                        kind: Kind::DeadLetter,
+                        subject: subject::dlq_subject(subject::RECEIVER_DLQ_TOKEN),
+                        message,
+                    }
+                }
+            }
+        })
+        .collect();
+    Ok(outgoing)
 }

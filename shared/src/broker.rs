@@ -57,12 +57,20 @@ async fn connect_once(
                 other => tracing::warn!(event = %other, "NATS event"),
             }
         })
-        .connect(settings.url.as_str())
+        .connect(server_urls(&settings.url))
         .await
         .map_err(|source| BrokerError::Connect {
             url: settings.url.clone(),
             source,
         })
+}
+
+/// The servers of `nats.url`, a comma-separated list (one server, or several of a cluster).
+pub fn server_urls(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// The events stream: every routable event on `okta.events.>`, deduplicated on its uuid.

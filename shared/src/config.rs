@@ -389,8 +389,17 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let nats = &self.nats;
-        if nats.url.trim().is_empty() {
+        let servers = crate::broker::server_urls(&nats.url);
+        if servers.is_empty() {
             return Err(ConfigError::invalid("nats.url", "must not be empty"));
+        }
+        for server in servers {
+            if server.parse::<async_nats::ServerAddr>().is_err() {
+                return Err(ConfigError::invalid(
+                    "nats.url",
+                    format!("`{server}` is not a NATS URL such as nats://127.0.0.1:4222"),
+                ));
+            }
         }
         for (key, name) in [
             ("nats.stream", &nats.stream),
@@ -620,6 +629,9 @@ mod tests {
                 "receiver.listen",
             ),
             ("HOOKRELAY__RECEIVER__PATH", "okta", "receiver.path"),
+            ("HOOKRELAY__NATS__URL", " , ", "nats.url"),
+            ("HOOKRELAY__NATS__URL", "nats://a:1,http://[::1", "nats.url"),
+            ("HOOKRELAY__NATS__REPLICAS", "7", "nats.replicas"),
             ("HOOKRELAY__NATS__STREAM", "OKTA.EVENTS", "nats.stream"),
             (
                 "HOOKRELAY__NATS__DUPLICATE_WINDOW",

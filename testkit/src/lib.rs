@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod downstream;
+pub mod load;
 pub use downstream::{Downstream, Recorded, Reply};
 
 /// A `nats-server` with JetStream, on a free loopback port, storing into a temporary directory.

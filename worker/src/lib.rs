@@ -15,6 +15,7 @@ pub mod subscriber;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::PullConsumer};
@@ -30,7 +31,7 @@ pub struct Worker {
     client: async_nats::Client,
     consumers: Vec<(Arc<Subscriber>, PullConsumer)>,
     admin_listener: TcpListener,
-    shutdown_grace: std::time::Duration,
+    shutdown_grace: Duration,
 }
 
 impl Worker {
@@ -121,8 +122,12 @@ impl Worker {
                 "actions still running after the grace period; their events will be delivered again"
             );
         }
-        if let Err(e) = self.client.flush().await {
-            tracing::warn!(error = %e, "could not flush the NATS connection at shutdown");
+        // Acks of finished actions were confirmed; this pushes out anything else buffered, and
+        // must not hang on a dead broker.
+        match tokio::time::timeout(Duration::from_secs(5), self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not flush NATS at shutdown"),
+            Err(_) => tracing::warn!("NATS did not take the last writes within 5s at shutdown"),
         }
         admin.await.context("admin server")??;
         tracing::info!("worker stopped");

@@ -94,7 +94,7 @@ impl Subscriber {
             let messages = consumer
                 .stream()
                 .max_messages_per_batch(batch)
-                .heartbeat(Duration::from_secs(5))
+                .heartbeat(Duration::from_secs(2))
                 .messages()
                 .await;
             let mut messages = match messages {
@@ -127,7 +127,10 @@ impl Subscriber {
                         });
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(subscriber = self.name(), error = %e, "pulling events failed");
+                        // Missed heartbeats mean the pull went nowhere, for example to a
+                        // consumer leader that died in a cluster: start a fresh pull.
+                        tracing::warn!(subscriber = self.name(), error = %e, "pulling events failed; pulling afresh");
+                        break;
                     }
                     None => break,
                 }

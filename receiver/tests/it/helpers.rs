@@ -16,6 +16,7 @@ pub struct TestApp {
     pub js: jetstream::Context,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -43,7 +44,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let addr = app.local_addr();
     let admin_addr = app.admin_addr();
     let shutdown = CancellationToken::new();
-    tokio::spawn(app.run(shutdown.clone()));
+    let running = Some(tokio::spawn(app.run(shutdown.clone())));
     let client = async_nats::connect(nats.url())
         .await
         .expect("test client connects");
@@ -54,10 +55,17 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         js: jetstream::new(client),
         http: hookrelay_testkit::http_client(),
         shutdown,
+        running,
     }
 }
 
 impl TestApp {
+    /// Asks the receiver to stop (as SIGTERM does); the handle ends when it has stopped.
+    pub fn stop(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        self.shutdown.cancel();
+        self.running.take().expect("running")
+    }
+
     pub fn hook_url(&self) -> String {
         format!("http://{}/okta/events", self.addr)
     }

@@ -1,4 +1,5 @@
 //! The receiver over real HTTP, against its own real nats-server.
 
+mod faults;
 mod helpers;
 mod hook;

@@ -1,6 +1,7 @@
 //! A receiver in this process, the `worker` binary as a child process whose log lines the test
 //! reads, both on one test's own nats-server.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -8,9 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, message::StreamMessage};
 use hookrelay::Settings;
-use hookrelay_testkit::{
-    DEMO_SECRET, NatsServer, default_config, env_for_url, stored_messages, test_env,
-};
+use hookrelay_testkit::{DEMO_SECRET, NatsServer, default_config, stored_messages, test_env};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -39,7 +38,7 @@ impl Receiver {
     }
 
     /// A receiver with these `HOOKRELAY__…` variables over `config/default.toml`.
-    pub async fn start_with_env(env: std::collections::HashMap<String, String>) -> Self {
+    pub async fn start_with_env(env: HashMap<String, String>) -> Self {
         let settings =
             Settings::load_from(Some(&default_config()), Some(env)).expect("valid settings");
         let app = receiver::Application::build(&settings)
@@ -85,18 +84,18 @@ impl WorkerProcess {
     /// Starts the worker with `config` (default: `config/default.toml`) and waits until it is
     /// ready.
     pub async fn start(nats: &NatsServer, config: Option<&Path>) -> Self {
-        Self::start_with_url(&nats.url(), config).await
+        Self::start_with_env(test_env(nats, &[]), config).await
     }
 
-    /// [`WorkerProcess::start`] against any `nats.url`, such as a cluster's.
-    pub async fn start_with_url(nats_url: &str, config: Option<&Path>) -> Self {
+    /// [`WorkerProcess::start`] with these `HOOKRELAY__…` variables.
+    pub async fn start_with_env(env: HashMap<String, String>, config: Option<&Path>) -> Self {
         let config = config.map(Path::to_path_buf).unwrap_or_else(default_config);
         let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
             .arg("--config")
             .arg(config)
             .env_remove("HOOKRELAY_CONFIG")
             .env("RUST_LOG", "info")
-            .envs(env_for_url(nats_url, &[]))
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,6 +1,7 @@
 //! The worker as a real process, fed by a real receiver over real HTTP, against its own
 //! nats-server.
 
+mod cluster;
 mod faults;
 mod helpers;
 mod pipeline;

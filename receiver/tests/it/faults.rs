@@ -1,0 +1,63 @@
+//! The receiver while the broker fails: killed and restarted under continuous deliveries, and
+//! a shutdown while a delivery waits for it.
+
+use std::time::Duration;
+
+use hookrelay_testkit::load::{Load, assert_nothing_acknowledged_lost};
+use hookrelay_testkit::{DEMO_SECRET, delivery, new_uuid, stored_messages, user_created_event};
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn a_broker_killed_under_load_loses_nothing_acknowledged() {
+    let mut app = spawn_app().await;
+    let load = Load::start(&[app.hook_url()], 4);
+    load.wait_for_more_accepted(40).await;
+    let fault = std::time::Instant::now();
+    app.nats.kill();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.nats.restart();
+    load.wait_for_more_accepted(40).await;
+    let outcomes = load.finish().await;
+
+    let client = async_nats::connect(app.nats.url()).await.expect("connects");
+    let stored = stored_messages(&async_nats::jetstream::new(client), "OKTA_EVENTS").await;
+    let stored_ids: Vec<&str> = stored
+        .iter()
+        .filter_map(|m| m.headers.get("Nats-Msg-Id").map(|v| v.as_str()))
+        .collect();
+    let (accepted, unavailable) = assert_nothing_acknowledged_lost(&outcomes, &stored_ids);
+    assert!(unavailable > 0, "the outage was seen");
+    eprintln!("{}", hookrelay_testkit::load::summary(&outcomes, fault));
+    assert!(accepted > unavailable);
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_waiting_delivery_get_its_answer() {
+    let mut app = spawn_app().await;
+    app.nats.kill();
+    let url = app.hook_url();
+    let request = tokio::spawn(async move {
+        let body = delivery(
+            &new_uuid(),
+            vec![user_created_event(&new_uuid(), "x@example.com")],
+        );
+        hookrelay_testkit::http_client()
+            .post(url)
+            .header("authorization", DEMO_SECRET)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map(|response| response.status().as_u16())
+    });
+    // The delivery is now waiting for the broker; ask the receiver to stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = app.stop();
+    let answer = request
+        .await
+        .expect("joined")
+        .expect("an answer, not a reset");
+    assert_eq!(answer, 503);
+    stopped.await.expect("the receiver stops").expect("cleanly");
+}
