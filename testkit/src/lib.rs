@@ -250,6 +250,16 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// A POST of `delivery` to a hook URL as Okta sends it: JSON, the demo secret, and Okta's
+/// 3 s timeout.
+pub fn okta_post(http: &reqwest::Client, url: &str, delivery: &Value) -> reqwest::RequestBuilder {
+    http.post(url)
+        .header("authorization", DEMO_SECRET)
+        .header("content-type", "application/json")
+        .timeout(std::time::Duration::from_secs(3))
+        .body(delivery.to_string())
+}
+
 /// A fresh random uuid.
 pub fn new_uuid() -> String {
     uuid::Uuid::new_v4().to_string()

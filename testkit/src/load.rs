@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{DEMO_SECRET, delivery, http_client, new_uuid, user_created_event};
+use crate::{delivery, http_client, new_uuid, okta_post, user_created_event};
 
 /// What one delivery got: its status, or why there was none within Okta's 3 s.
 #[derive(Debug, Clone)]
@@ -83,12 +83,7 @@ async fn send_until(
             vec![user_created_event(&uuid, "load@example.com")],
         );
         let sent = Instant::now();
-        let answer = http
-            .post(&url)
-            .header("authorization", DEMO_SECRET)
-            .header("content-type", "application/json")
-            .timeout(Duration::from_secs(3))
-            .body(body.to_string())
+        let answer = okta_post(&http, &url, &body)
             .send()
             .await
             .map(|response| response.status().as_u16())

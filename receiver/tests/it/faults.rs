@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hookrelay_testkit::load::{Load, assert_nothing_acknowledged_lost};
-use hookrelay_testkit::{DEMO_SECRET, delivery, new_uuid, stored_messages, user_created_event};
+use hookrelay_testkit::{delivery, new_uuid, okta_post, stored_messages, user_created_event};
 
 use crate::helpers::spawn_app;
 
@@ -42,11 +42,7 @@ async fn shutdown_lets_a_waiting_delivery_get_its_answer() {
             &new_uuid(),
             vec![user_created_event(&new_uuid(), "x@example.com")],
         );
-        hookrelay_testkit::http_client()
-            .post(url)
-            .header("authorization", DEMO_SECRET)
-            .header("content-type", "application/json")
-            .body(body.to_string())
+        okta_post(&hookrelay_testkit::http_client(), &url, &body)
             .send()
             .await
             .map(|response| response.status().as_u16())

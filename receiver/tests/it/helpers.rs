@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use async_nats::jetstream::{self, message::StreamMessage};
 use hookrelay::Settings;
-use hookrelay_testkit::{DEMO_SECRET, NatsServer, default_config, stored_messages, test_env};
+use hookrelay_testkit::{NatsServer, default_config, okta_post, stored_messages, test_env};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -72,12 +72,8 @@ impl TestApp {
 
     /// POSTs `body` as Okta does: JSON, with the secret header.
     pub async fn deliver(&self, body: &Value) -> reqwest::Response {
-        self.http
-            .post(self.hook_url())
-            .header("authorization", DEMO_SECRET)
-            .header("content-type", "application/json")
+        okta_post(&self.http, &self.hook_url(), body)
             .header("x-okta-request-id", "okta-req-1")
-            .body(body.to_string())
             .send()
             .await
             .expect("the receiver answers")

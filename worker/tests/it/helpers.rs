@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, message::StreamMessage};
 use hookrelay::Settings;
-use hookrelay_testkit::{DEMO_SECRET, NatsServer, default_config, stored_messages, test_env};
+use hookrelay_testkit::{NatsServer, default_config, okta_post, stored_messages, test_env};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -62,14 +62,7 @@ impl Receiver {
 
     /// POSTs a delivery as Okta does, giving up after Okta's 3 s.
     pub async fn try_deliver(&self, body: &Value) -> reqwest::Result<reqwest::Response> {
-        self.http
-            .post(&self.url)
-            .header("authorization", DEMO_SECRET)
-            .header("content-type", "application/json")
-            .timeout(Duration::from_secs(3))
-            .body(body.to_string())
-            .send()
-            .await
+        okta_post(&self.http, &self.url, body).send().await
     }
 }
 
