@@ -152,7 +152,7 @@ where
     }
 }
 
-/// RFC 3339 time with milliseconds, as carried in `Hookrelay-…-At` headers.
+/// RFC 3339 time with microseconds, as carried in `Hookrelay-…-At` headers.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
 }

@@ -259,6 +259,9 @@ pub enum ActionSettings {
     UserAdded,
     /// Logs the event's uuid, type and display message; handy to watch a new event type.
     Log,
+    /// Does nothing and succeeds: acknowledges a subscriber's events, for benchmarks or to
+    /// drain a subscriber.
+    Noop,
     /// POSTs the event to a URL.
     Http(HttpActionSettings),
 }

@@ -23,7 +23,7 @@ pub mod header {
     pub const DELIVERY_ID: &str = "Hookrelay-Delivery-Id";
     /// Okta's `X-Okta-Request-Id` of the request that carried the event.
     pub const OKTA_REQUEST_ID: &str = "Hookrelay-Okta-Request-Id";
-    /// When the receiver got the delivery, RFC 3339 with milliseconds.
+    /// When the receiver got the delivery, RFC 3339 with microseconds.
     pub const RECEIVED_AT: &str = "Hookrelay-Received-At";
     /// The event's uuid, on dead letters (whose own `Nats-Msg-Id` differs).
     pub const EVENT_UUID: &str = "Hookrelay-Event-Uuid";
@@ -37,7 +37,7 @@ pub mod header {
     pub const ORIGINAL_SUBJECT: &str = "Hookrelay-Original-Subject";
     /// The event's sequence in the events stream.
     pub const ORIGINAL_SEQUENCE: &str = "Hookrelay-Original-Sequence";
-    /// When it was dead-lettered, RFC 3339 with milliseconds.
+    /// When it was dead-lettered, RFC 3339 with microseconds.
     pub const DEAD_LETTERED_AT: &str = "Hookrelay-Dead-Lettered-At";
 }
 

@@ -11,6 +11,19 @@ use hookrelay::config::ActionSettings;
 pub use self::http::HttpPost;
 pub use self::log::LogEvent;
 pub use self::user_added::UserAdded;
+
+/// `type = "noop"`: succeeds at once.
+pub struct Noop;
+
+#[async_trait::async_trait]
+impl Action for Noop {
+    async fn handle(
+        &self,
+        _event: &crate::action::Event,
+    ) -> Result<(), crate::action::ActionError> {
+        Ok(())
+    }
+}
 use crate::action::Action;
 
 /// The action a subscriber's `action = { type = "…" }` names. Fails on settings that cannot
@@ -19,6 +32,7 @@ pub fn build(settings: &ActionSettings) -> Result<Arc<dyn Action>, String> {
     Ok(match settings {
         ActionSettings::UserAdded => Arc::new(UserAdded),
         ActionSettings::Log => Arc::new(LogEvent),
+        ActionSettings::Noop => Arc::new(Noop),
         ActionSettings::Http(http) => Arc::new(HttpPost::new(http)?),
     })
 }

@@ -1,0 +1,352 @@
+//! `hookrelay-bench`: the pieces `bench/run` measures hookrelay with, each a subcommand.
+//!
+//! - `ceiling-http`: an empty axum handler, the HTTP ceiling of this machine.
+//! - `ceiling-publish`: a handler that only publishes the body to JetStream and awaits the ack,
+//!   the least a durable receiver can do.
+//! - `sink`: a downstream for the worker's `http` action that records receive→action latency
+//!   from the `Hookrelay-Received-At` header, optionally answering after a delay.
+//! - `pace`: deliveries at a fixed rate, for latency at a given load.
+//! - `fill`: a number of events as fast as possible, to measure the worker's drain.
+//! - `drain`: watches a consumer and reports how fast it acknowledged the stream's events.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+const DEMO_SECRET: &str = "Basic YWRtaW46c3VwZXJzZWNyZXQ=";
+
+#[derive(Parser)]
+#[command(about = "hookrelay's benchmark tools; bench/run drives them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer 200 to any POST, doing nothing.
+    CeilingHttp {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Publish each POST body to JetStream (stream BENCH), answer 200 once acknowledged.
+    CeilingPublish {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        nats: String,
+    },
+    /// Record receive→action latency of each POST; GET /stats reports it.
+    Sink {
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Answer after this long (a slow downstream).
+        #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+        delay: Duration,
+    },
+    /// Send deliveries at a fixed rate for a while; print what came back.
+    Pace {
+        #[arg(long)]
+        url: String,
+        /// Events per second.
+        #[arg(long)]
+        rate: u32,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
+    /// Send `events` events in deliveries of `batch`, over `connections` connections.
+    Fill {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        events: usize,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+    },
+    /// Wait until `consumer` on OKTA_EVENTS has acknowledged `events` events; print the rate.
+    Drain {
+        #[arg(long)]
+        nats: String,
+        #[arg(long)]
+        consumer: String,
+        #[arg(long)]
+        events: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // reqwest's TLS (enabled in the workspace by the worker's http action) needs a provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match Cli::parse().command {
+        Command::CeilingHttp { listen } => {
+            let app = Router::new().fallback(post(|| async { StatusCode::OK }));
+            serve(listen, app).await
+        }
+        Command::CeilingPublish { listen, nats } => ceiling_publish(listen, &nats).await,
+        Command::Sink { listen, delay } => sink(listen, delay).await,
+        Command::Pace {
+            url,
+            rate,
+            duration,
+        } => pace(&url, rate, duration).await,
+        Command::Fill {
+            url,
+            events,
+            batch,
+            connections,
+        } => fill(&url, events, batch, connections).await,
+        Command::Drain {
+            nats,
+            consumer,
+            events,
+        } => drain(&nats, &consumer, events).await,
+    }
+}
+
+async fn serve(listen: SocketAddr, app: Router) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen on {listen}"))?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn ceiling_publish(listen: SocketAddr, nats: &str) -> anyhow::Result<()> {
+    let client = async_nats::connect(nats).await?;
+    let js = async_nats::jetstream::new(client);
+    js.create_or_update_stream(async_nats::jetstream::stream::Config {
+        name: "BENCH".into(),
+        subjects: vec!["bench.>".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    let app = Router::new()
+        .fallback(post(
+            |State(js): State<async_nats::jetstream::Context>, body: Bytes| async move {
+                let stored = match js.publish("bench.events", body).await {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                };
+                if stored {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            },
+        ))
+        .with_state(js);
+    serve(listen, app).await
+}
+
+/// Latencies in microseconds, and the answer delay.
+struct SinkState {
+    latencies: Mutex<Vec<u64>>,
+    delay: Duration,
+}
+
+async fn sink(listen: SocketAddr, delay: Duration) -> anyhow::Result<()> {
+    let state = Arc::new(SinkState {
+        latencies: Mutex::new(Vec::new()),
+        delay,
+    });
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(
+                |State(state): State<Arc<SinkState>>, headers: HeaderMap| async move {
+                    let received = headers
+                        .get("hookrelay-received-at")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| humantime::parse_rfc3339(v).ok());
+                    if let Some(received) = received {
+                        let latency = SystemTime::now()
+                            .duration_since(received)
+                            .unwrap_or_default();
+                        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                        state.latencies.lock().expect("not poisoned").push(micros);
+                    }
+                    tokio::time::sleep(state.delay).await;
+                    StatusCode::OK
+                },
+            ),
+        )
+        .route(
+            "/stats",
+            get(
+                |State(state): State<Arc<SinkState>>,
+                 Query(query): Query<std::collections::HashMap<String, String>>| async move {
+                    let mut latencies = state.latencies.lock().expect("not poisoned");
+                    let stats = percentiles(&mut latencies);
+                    if query.contains_key("reset") {
+                        latencies.clear();
+                    }
+                    axum::Json(stats)
+                },
+            ),
+        )
+        .with_state(state);
+    serve(listen, app).await
+}
+
+fn percentiles(values: &mut [u64]) -> Value {
+    values.sort_unstable();
+    let at = |p: f64| -> u64 {
+        if values.is_empty() {
+            return 0;
+        }
+        let index = ((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1;
+        values[index]
+    };
+    json!({
+        "count": values.len(),
+        "p50_us": at(0.50),
+        "p99_us": at(0.99),
+        "p999_us": at(0.999),
+        "max_us": values.last().copied().unwrap_or(0),
+    })
+}
+
+/// An Okta delivery of `events` fresh `user.lifecycle.create` events, shaped like the sample.
+fn delivery(events: usize) -> String {
+    let events: Vec<Value> = (0..events)
+        .map(|_| {
+            json!({
+                "uuid": uuid::Uuid::new_v4().to_string(),
+                "published": "2026-11-26T17:02:49.111Z",
+                "eventType": "user.lifecycle.create",
+                "version": "0",
+                "displayMessage": "Create okta user",
+                "severity": "INFO",
+                "client": {"userAgent": {"rawUserAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36", "os": "Linux", "browser": "CHROME"}, "zone": "null", "device": "Computer", "id": null, "ipAddress": "203.0.113.7", "geographicalContext": {"city": "Toronto", "state": "Ontario", "country": "Canada", "postalCode": "M5V", "geolocation": {"lat": 43.6, "lon": -79.4}}},
+                "actor": {"id": "00u1qw1mqitPHM8AJ0g7", "type": "User", "alternateId": "admin@example.com", "displayName": "Okta Admin"},
+                "outcome": {"result": "SUCCESS", "reason": null},
+                "target": [{"id": "00u1xut9ylB1o5uW40g7", "type": "User", "alternateId": "bench@example.com", "displayName": "Bench User"}],
+                "transaction": {"type": "WEB", "id": "ZIvFmRBtY4xZ2ZrMqw0mYAAAA6o", "detail": {}},
+                "debugContext": {"debugData": {"requestId": "ZIvFmRBtY4xZ2ZrMqw0mYAAAA6o", "requestUri": "/api/v1/users", "url": "/api/v1/users?activate=true"}}
+            })
+        })
+        .collect();
+    json!({
+        "eventType": "com.okta.event_hook",
+        "eventTypeVersion": "1.0",
+        "cloudEventsVersion": "0.1",
+        "source": "https://dev-123456.okta.com/api/v1/eventHooks/whoql0HfiLGPWc8Jx0g3",
+        "eventId": uuid::Uuid::new_v4().to_string(),
+        "eventTime": "2026-11-26T17:02:50.228Z",
+        "contentType": "application/json",
+        "data": {"events": events}
+    })
+    .to_string()
+}
+
+async fn post_delivery(http: &reqwest::Client, url: &str, body: String) -> Result<u16, String> {
+    http.post(url)
+        .header("authorization", DEMO_SECRET)
+        .header("content-type", "application/json")
+        .timeout(Duration::from_secs(3))
+        .body(body)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
+async fn pace(url: &str, rate: u32, duration: Duration) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut sends = tokio::task::JoinSet::new();
+    while started.elapsed() < duration {
+        ticker.tick().await;
+        let http = http.clone();
+        let url = url.to_string();
+        sends.spawn(async move { post_delivery(&http, &url, delivery(1)).await });
+    }
+    let (mut ok, mut other) = (0u64, 0u64);
+    while let Some(result) = sends.join_next().await {
+        match result? {
+            Ok(200) => ok += 1,
+            _ => other += 1,
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({"sent": ok + other, "ok": ok, "not_ok": other, "rate": (ok + other) as f64 / elapsed})
+    );
+    Ok(())
+}
+
+async fn fill(url: &str, events: usize, batch: usize, connections: usize) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deliveries = events.div_ceil(batch);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (http, url, next) = (http.clone(), url.to_string(), next.clone());
+        senders.spawn(async move {
+            let mut failures = 0usize;
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < deliveries {
+                if post_delivery(&http, &url, delivery(batch)).await != Ok(200) {
+                    failures += 1;
+                }
+            }
+            failures
+        });
+    }
+    let mut failures = 0;
+    while let Some(result) = senders.join_next().await {
+        failures += result?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({"events": deliveries * batch, "failed_deliveries": failures, "events_per_s": (deliveries * batch) as f64 / elapsed})
+    );
+    anyhow::ensure!(failures == 0, "{failures} deliveries failed");
+    Ok(())
+}
+
+async fn drain(nats: &str, consumer: &str, events: u64) -> anyhow::Result<()> {
+    let client = async_nats::connect(nats).await?;
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("OKTA_EVENTS").await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut first: Option<(Instant, u64)> = None;
+    loop {
+        anyhow::ensure!(Instant::now() < deadline, "not drained in 300s");
+        let acked = match stream.consumer_info(consumer).await {
+            Ok(info) => info.ack_floor.stream_sequence,
+            Err(_) => 0,
+        };
+        let now = Instant::now();
+        if acked > 0 && first.is_none() {
+            first = Some((now, acked));
+        }
+        if acked >= events {
+            let (start, start_acked) = first.unwrap_or((now, 0));
+            let seconds = now.duration_since(start).as_secs_f64().max(0.001);
+            println!(
+                "{}",
+                json!({"events": acked, "events_per_s": (acked - start_acked) as f64 / seconds})
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
