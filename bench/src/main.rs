@@ -22,6 +22,11 @@ use axum::routing::{get, post};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
+/// The same allocator as hookrelay's binaries, so the ceilings differ from hookrelay only in
+/// what the handler does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEMO_SECRET: &str = "Basic YWRtaW46c3VwZXJzZWNyZXQ=";
 
 #[derive(Parser)]
@@ -44,6 +49,10 @@ enum Command {
         listen: SocketAddr,
         #[arg(long)]
         nats: String,
+        /// Also send hookrelay's headers and a unique Nats-Msg-Id (dedupe), to tell the
+        /// broker's share of hookrelay's cost from the receiver's.
+        #[arg(long)]
+        with_headers: bool,
     },
     /// Record receive→action latency of each POST; GET /stats reports it.
     Sink {
@@ -94,7 +103,11 @@ async fn main() -> anyhow::Result<()> {
             let app = Router::new().fallback(post(|| async { StatusCode::OK }));
             serve(listen, app).await
         }
-        Command::CeilingPublish { listen, nats } => ceiling_publish(listen, &nats).await,
+        Command::CeilingPublish {
+            listen,
+            nats,
+            with_headers,
+        } => ceiling_publish(listen, &nats, with_headers).await,
         Command::Sink { listen, delay } => sink(listen, delay).await,
         Command::Pace {
             url,
@@ -123,20 +136,37 @@ async fn serve(listen: SocketAddr, app: Router) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ceiling_publish(listen: SocketAddr, nats: &str) -> anyhow::Result<()> {
+async fn ceiling_publish(listen: SocketAddr, nats: &str, with_headers: bool) -> anyhow::Result<()> {
     let client = async_nats::connect(nats).await?;
     let js = async_nats::jetstream::new(client);
     js.create_or_update_stream(async_nats::jetstream::stream::Config {
         name: "BENCH".into(),
         subjects: vec!["bench.>".into()],
         storage: async_nats::jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(3600),
         ..Default::default()
     })
     .await?;
     let app = Router::new()
         .fallback(post(
-            |State(js): State<async_nats::jetstream::Context>, body: Bytes| async move {
-                let stored = match js.publish("bench.events", body).await {
+            move |State(js): State<async_nats::jetstream::Context>, body: Bytes| async move {
+                let message = async_nats::jetstream::message::PublishMessage::build().payload(body);
+                let message = if with_headers {
+                    let now = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("Hookrelay-Received-At", now.as_str());
+                    headers.insert(
+                        "Hookrelay-Delivery-Id",
+                        uuid::Uuid::new_v4().to_string().as_str(),
+                    );
+                    headers.insert("Hookrelay-Event-Type", "user.lifecycle.create");
+                    message
+                        .headers(headers)
+                        .message_id(uuid::Uuid::new_v4().to_string())
+                } else {
+                    message
+                };
+                let stored = match js.send_publish("bench.events", message).await {
                     Ok(ack) => ack.await.is_ok(),
                     Err(_) => false,
                 };

@@ -75,7 +75,6 @@ pub fn router(path: &str, max_body_bytes: usize, state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .fallback(|| async { ApiError::NotFound })
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 

@@ -6,6 +6,7 @@
 //! with a dying server, a reconnect) are tried again until the delivery's budget is spent.
 //! Retrying is safe: every message carries a `Nats-Msg-Id`, so JetStream stores it once.
 
+use std::borrow::Cow;
 use std::future::IntoFuture;
 use std::time::Duration;
 
@@ -56,11 +57,50 @@ enum Kind {
     DeadLetter,
 }
 
-/// One message of a delivery, ready to be (re)sent.
-struct Outgoing {
+/// What every message of one delivery carries.
+struct DeliveryHeaders<'a> {
+    received_at: String,
+    delivery_id: Option<&'a str>,
+    okta_request_id: Option<&'a str>,
+}
+
+/// One message of a delivery, built anew for each attempt (cheaper than building it once and
+/// cloning it for an attempt that rarely comes).
+struct Outgoing<'a> {
     kind: Kind,
     subject: String,
-    message: PublishMessage,
+    payload: Bytes,
+    /// The event's uuid, or the dead letter's dedupe key.
+    message_id: Option<Cow<'a, str>>,
+    /// The event type of an event; the reason of a dead letter.
+    detail: Cow<'a, str>,
+}
+
+impl Outgoing<'_> {
+    fn message(&self, delivery: &DeliveryHeaders<'_>) -> PublishMessage {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RECEIVED_AT, delivery.received_at.as_str());
+        if let Some(id) = delivery.delivery_id {
+            headers.insert(header::DELIVERY_ID, id);
+        }
+        if let Some(id) = delivery.okta_request_id {
+            headers.insert(header::OKTA_REQUEST_ID, id);
+        }
+        match self.kind {
+            Kind::Event => headers.insert(header::EVENT_TYPE, self.detail.as_ref()),
+            Kind::DeadLetter => {
+                headers.insert(header::DEAD_LETTERED_BY, subject::RECEIVER_DLQ_TOKEN);
+                headers.insert(header::ERROR, self.detail.as_ref());
+                headers.insert(header::DEAD_LETTERED_AT, delivery.received_at.as_str());
+            }
+        }
+        let message = PublishMessage::build().headers(headers);
+        let message = match &self.message_id {
+            Some(id) => message.message_id(id),
+            None => message,
+        };
+        message.payload(self.payload.clone())
+    }
 }
 
 impl Publisher {
@@ -78,8 +118,14 @@ impl Publisher {
         okta_request_id: Option<&str>,
     ) -> Result<Stored, PublishError> {
         let deadline = Instant::now() + self.budget;
-        let outgoing = outgoing(&body, okta_request_id).map_err(PublishError::Invalid)?;
-        tokio::time::timeout_at(deadline, self.publish_all(&outgoing, deadline))
+        let envelope = Envelope::parse(&body).map_err(PublishError::Invalid)?;
+        let delivery = DeliveryHeaders {
+            received_at: broker::now_rfc3339(),
+            delivery_id: envelope.delivery_id(),
+            okta_request_id,
+        };
+        let outgoing = outgoing(&body, &envelope);
+        tokio::time::timeout_at(deadline, self.publish_all(&outgoing, &delivery, deadline))
             .await
             .map_err(|_| {
                 PublishError::Broker(format!("not acknowledged within {:?}", self.budget))
@@ -88,14 +134,15 @@ impl Publisher {
 
     async fn publish_all(
         &self,
-        outgoing: &[Outgoing],
+        outgoing: &[Outgoing<'_>],
+        delivery: &DeliveryHeaders<'_>,
         deadline: Instant,
     ) -> Result<Stored, PublishError> {
         let mut stored = Stored::default();
         let mut pending: Vec<&Outgoing> = outgoing.iter().collect();
         let mut pause = Duration::from_millis(20);
         loop {
-            let Some((failed, error)) = self.attempt(&pending, &mut stored).await else {
+            let Some((failed, error)) = self.attempt(&pending, delivery, &mut stored).await else {
                 return Ok(stored);
             };
             if Instant::now() + pause >= deadline || !is_worth_retrying(&error) {
@@ -111,18 +158,19 @@ impl Publisher {
     /// Sends every pending message, then waits for their acknowledgements together: one round
     /// trip for the batch instead of one per event. Returns the messages that failed, if any,
     /// and the last error.
-    async fn attempt<'a>(
+    async fn attempt<'a, 'b>(
         &self,
-        pending: &[&'a Outgoing],
+        pending: &[&'a Outgoing<'b>],
+        delivery: &DeliveryHeaders<'_>,
         stored: &mut Stored,
-    ) -> Option<(Vec<&'a Outgoing>, jetstream::context::PublishError)> {
+    ) -> Option<(Vec<&'a Outgoing<'b>>, jetstream::context::PublishError)> {
         let mut failed = Vec::new();
         let mut last_error = None;
         let mut acks = Vec::with_capacity(pending.len());
         for &out in pending {
             match self
                 .js
-                .send_publish(out.subject.clone(), out.message.clone())
+                .send_publish(out.subject.clone(), out.message(delivery))
                 .await
             {
                 Ok(ack) => acks.push((out, ack.into_future())),
@@ -159,65 +207,42 @@ fn is_worth_retrying(error: &jetstream::context::PublishError) -> bool {
     !matches!(error.kind(), PublishErrorKind::MaxPayloadExceeded)
 }
 
-/// The messages of one delivery: each event on its subject with `Nats-Msg-Id: <uuid>`, each
-/// unroutable one on the receiver's dead letters.
-fn outgoing(
-    body: &Bytes,
-    okta_request_id: Option<&str>,
-) -> Result<Vec<Outgoing>, serde_json::Error> {
-    let envelope = Envelope::parse(body)?;
+/// The messages of one delivery: each event on its subject, deduplicated on its uuid, each
+/// unroutable one on the receiver's dead letters. Payloads are slices of `body`.
+fn outgoing<'a>(body: &Bytes, envelope: &Envelope<'a>) -> Vec<Outgoing<'a>> {
     let delivery_id = envelope.delivery_id();
-    let received_at = broker::now_rfc3339();
-    let outgoing = envelope
+    envelope
         .data
         .events
         .iter()
         .enumerate()
         .map(|(index, raw)| {
             let payload = body.slice_ref(raw.get().as_bytes());
-            let mut headers = HeaderMap::new();
-            headers.insert(header::RECEIVED_AT, received_at.as_str());
-            if let Some(id) = delivery_id {
-                headers.insert(header::DELIVERY_ID, id);
-            }
-            if let Some(id) = okta_request_id {
-                headers.insert(header::OKTA_REQUEST_ID, id);
-            }
             match event::route(raw) {
                 Route::Publish {
                     subject,
                     uuid,
                     event_type,
-                } => {
-                    headers.insert(header::EVENT_TYPE, event_type.as_ref());
-                    let message = PublishMessage::build()
-                        .headers(headers)
-                        .message_id(&uuid)
-                        .payload(payload);
-                    Outgoing {
-                        kind: Kind::Event,
-                        subject,
-                        message,
-                    }
-                }
+                } => Outgoing {
+                    kind: Kind::Event,
+                    subject,
+                    payload,
+                    message_id: Some(uuid),
+                    detail: event_type,
+                },
                 Route::Unroutable(reason) => {
                     tracing::warn!(reason, index, delivery_id, "unroutable event dead-lettered");
-                    headers.insert(header::DEAD_LETTERED_BY, subject::RECEIVER_DLQ_TOKEN);
-                    headers.insert(header::ERROR, reason);
-                    headers.insert(header::DEAD_LETTERED_AT, received_at.as_str());
-                    let mut message = PublishMessage::build().headers(headers).payload(payload);
-                    if let Some(id) = delivery_id {
-                        // Okta's retry of this delivery carries the same eventId.
-                        message = message.message_id(format!("receiver:{id}:{index}"));
-                    }
                     Outgoing {
                         kind: Kind::DeadLetter,
                         subject: subject::dlq_subject(subject::RECEIVER_DLQ_TOKEN),
-                        message,
+                        payload,
+                        // Okta's retry of this delivery carries the same eventId.
+                        message_id: delivery_id
+                            .map(|id| Cow::Owned(format!("receiver:{id}:{index}"))),
+                        detail: Cow::Borrowed(reason),
                     }
                 }
             }
         })
-        .collect();
-    Ok(outgoing)
+        .collect()
 }

@@ -6,6 +6,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hookrelay::{Settings, admin, shutdown, telemetry};
 
+/// mimalloc: fewer cycles and less lock contention per request than glibc's allocator, and a
+/// smaller resident set under load (bench/run measures both).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,
