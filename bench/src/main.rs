@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 /// The same allocator as hookrelay's binaries, so the ceilings differ from hookrelay only in
 /// what the handler does.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const DEMO_SECRET: &str = "Basic YWRtaW46c3VwZXJzZWNyZXQ=";
 
