@@ -148,12 +148,7 @@ impl Subscriber {
             }
         };
         let headers = message.headers.as_ref();
-        let value = |name: &str| {
-            headers
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default()
-        };
+        let value = |name: &str| headers.and_then(|h| h.get(name)).map_or("", |v| v.as_str());
         let span = tracing::info_span!(
             "event",
             subscriber = %self.settings.name,
