@@ -2,10 +2,11 @@
 //!
 //! - `ceiling-http`: an empty axum handler, the HTTP ceiling of this machine.
 //! - `ceiling-publish`: a handler that only publishes the body to JetStream and awaits the ack,
-//!   the least a durable receiver can do.
-//! - `sink`: a downstream for the worker's `http` action that records receive→action latency
-//!   from the `Hookrelay-Received-At` header, optionally answering after a delay.
-//! - `pace`: deliveries at a fixed rate, for latency at a given load.
+//!   the least a durable receiver can do (with `--message-id`, the least one that deduplicates).
+//! - `sink`: a downstream for the worker's `http` action that records send→action latency: how
+//!   long after `pace` sent an event (its `published` time) the action got it, optionally
+//!   answering after a delay.
+//! - `pace`: deliveries at a fixed rate, each event's `published` set to when it was sent.
 //! - `fill`: a number of events as fast as possible, to measure the worker's drain.
 //! - `drain`: watches a consumer and reports how fast it acknowledged the stream's events.
 
@@ -17,7 +18,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
@@ -49,10 +50,10 @@ enum Command {
         listen: SocketAddr,
         #[arg(long)]
         nats: String,
-        /// Also send hookrelay's headers and a unique Nats-Msg-Id (dedupe), to tell the
-        /// broker's share of hookrelay's cost from the receiver's.
+        /// Give each message a unique `Nats-Msg-Id`, as deduplication needs: the least a
+        /// receiver that stores each Okta event once can do.
         #[arg(long)]
-        with_headers: bool,
+        message_id: bool,
     },
     /// Record receive→action latency of each POST; GET /stats reports it.
     Sink {
@@ -106,8 +107,8 @@ async fn main() -> anyhow::Result<()> {
         Command::CeilingPublish {
             listen,
             nats,
-            with_headers,
-        } => ceiling_publish(listen, &nats, with_headers).await,
+            message_id,
+        } => ceiling_publish(listen, &nats, message_id).await,
         Command::Sink { listen, delay } => sink(listen, delay).await,
         Command::Pace {
             url,
@@ -136,7 +137,7 @@ async fn serve(listen: SocketAddr, app: Router) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ceiling_publish(listen: SocketAddr, nats: &str, with_headers: bool) -> anyhow::Result<()> {
+async fn ceiling_publish(listen: SocketAddr, nats: &str, message_id: bool) -> anyhow::Result<()> {
     let client = async_nats::connect(nats).await?;
     let js = async_nats::jetstream::new(client);
     js.create_or_update_stream(async_nats::jetstream::stream::Config {
@@ -151,18 +152,8 @@ async fn ceiling_publish(listen: SocketAddr, nats: &str, with_headers: bool) -> 
         .fallback(post(
             move |State(js): State<async_nats::jetstream::Context>, body: Bytes| async move {
                 let message = async_nats::jetstream::message::PublishMessage::build().payload(body);
-                let message = if with_headers {
-                    let now = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
-                    let mut headers = async_nats::HeaderMap::new();
-                    headers.insert("Hookrelay-Received-At", now.as_str());
-                    headers.insert(
-                        "Hookrelay-Delivery-Id",
-                        uuid::Uuid::new_v4().to_string().as_str(),
-                    );
-                    headers.insert("Hookrelay-Event-Type", "user.lifecycle.create");
-                    message
-                        .headers(headers)
-                        .message_id(uuid::Uuid::new_v4().to_string())
+                let message = if message_id {
+                    message.message_id(uuid::Uuid::new_v4().to_string())
                 } else {
                     message
                 };
@@ -196,15 +187,14 @@ async fn sink(listen: SocketAddr, delay: Duration) -> anyhow::Result<()> {
         .route(
             "/hook",
             post(
-                |State(state): State<Arc<SinkState>>, headers: HeaderMap| async move {
-                    let received = headers
-                        .get("hookrelay-received-at")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| humantime::parse_rfc3339(v).ok());
-                    if let Some(received) = received {
-                        let latency = SystemTime::now()
-                            .duration_since(received)
-                            .unwrap_or_default();
+                |State(state): State<Arc<SinkState>>, body: Bytes| async move {
+                    let sent = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|event| {
+                            humantime::parse_rfc3339(event["published"].as_str()?).ok()
+                        });
+                    if let Some(sent) = sent {
+                        let latency = SystemTime::now().duration_since(sent).unwrap_or_default();
                         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
                         state.latencies.lock().expect("not poisoned").push(micros);
                     }
@@ -249,13 +239,15 @@ fn percentiles(values: &mut [u64]) -> Value {
     })
 }
 
-/// An Okta delivery of `events` fresh `user.lifecycle.create` events, shaped like the sample.
+/// An Okta delivery of `events` fresh `user.lifecycle.create` events, shaped like the sample,
+/// `published` now.
 fn delivery(events: usize) -> String {
+    let published = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
     let events: Vec<Value> = (0..events)
         .map(|_| {
             json!({
                 "uuid": uuid::Uuid::new_v4().to_string(),
-                "published": "2026-11-26T17:02:49.111Z",
+                "published": published,
                 "eventType": "user.lifecycle.create",
                 "version": "0",
                 "displayMessage": "Create okta user",

@@ -54,12 +54,12 @@ pub struct Publisher {
 #[derive(Clone, Copy)]
 enum Kind {
     Event,
-    DeadLetter,
+    /// An unroutable event, for this reason.
+    DeadLetter(&'static str),
 }
 
 /// What every message of one delivery carries.
 struct DeliveryHeaders<'a> {
-    received_at: String,
     delivery_id: Option<&'a str>,
     okta_request_id: Option<&'a str>,
 }
@@ -72,27 +72,21 @@ struct Outgoing<'a> {
     payload: Bytes,
     /// The event's uuid, or the dead letter's dedupe key.
     message_id: Option<Cow<'a, str>>,
-    /// The event type of an event; the reason of a dead letter.
-    detail: Cow<'a, str>,
 }
 
 impl Outgoing<'_> {
     fn message(&self, delivery: &DeliveryHeaders<'_>) -> PublishMessage {
         let mut headers = HeaderMap::new();
-        headers.insert(header::RECEIVED_AT, delivery.received_at.as_str());
         if let Some(id) = delivery.delivery_id {
             headers.insert(header::DELIVERY_ID, id);
         }
         if let Some(id) = delivery.okta_request_id {
             headers.insert(header::OKTA_REQUEST_ID, id);
         }
-        match self.kind {
-            Kind::Event => headers.insert(header::EVENT_TYPE, self.detail.as_ref()),
-            Kind::DeadLetter => {
-                headers.insert(header::DEAD_LETTERED_BY, subject::RECEIVER_DLQ_TOKEN);
-                headers.insert(header::ERROR, self.detail.as_ref());
-                headers.insert(header::DEAD_LETTERED_AT, delivery.received_at.as_str());
-            }
+        if let Kind::DeadLetter(reason) = self.kind {
+            headers.insert(header::DEAD_LETTERED_BY, subject::RECEIVER_DLQ_TOKEN);
+            headers.insert(header::ERROR, reason);
+            headers.insert(header::DEAD_LETTERED_AT, broker::now_rfc3339().as_str());
         }
         let message = PublishMessage::build().headers(headers);
         let message = match &self.message_id {
@@ -120,7 +114,6 @@ impl Publisher {
         let deadline = Instant::now() + self.budget;
         let envelope = Envelope::parse(&body).map_err(PublishError::Invalid)?;
         let delivery = DeliveryHeaders {
-            received_at: broker::now_rfc3339(),
             delivery_id: envelope.delivery_id(),
             okta_request_id,
         };
@@ -190,7 +183,7 @@ impl Publisher {
                 Ok(ack) => match out.kind {
                     Kind::Event if ack.duplicate => stored.duplicates += 1,
                     Kind::Event => stored.published += 1,
-                    Kind::DeadLetter => stored.dead_lettered += 1,
+                    Kind::DeadLetter(_) => stored.dead_lettered += 1,
                 },
                 Err(e) => {
                     failed.push(out);
@@ -219,27 +212,21 @@ fn outgoing<'a>(body: &Bytes, envelope: &Envelope<'a>) -> Vec<Outgoing<'a>> {
         .map(|(index, raw)| {
             let payload = body.slice_ref(raw.get().as_bytes());
             match event::route(raw) {
-                Route::Publish {
-                    subject,
-                    uuid,
-                    event_type,
-                } => Outgoing {
+                Route::Publish { subject, uuid, .. } => Outgoing {
                     kind: Kind::Event,
                     subject,
                     payload,
                     message_id: Some(uuid),
-                    detail: event_type,
                 },
                 Route::Unroutable(reason) => {
                     tracing::warn!(reason, index, delivery_id, "unroutable event dead-lettered");
                     Outgoing {
-                        kind: Kind::DeadLetter,
+                        kind: Kind::DeadLetter(reason),
                         subject: subject::dlq_subject(subject::RECEIVER_DLQ_TOKEN),
                         payload,
                         // Okta's retry of this delivery carries the same eventId.
                         message_id: delivery_id
                             .map(|id| Cow::Owned(format!("receiver:{id}:{index}"))),
-                        detail: Cow::Borrowed(reason),
                     }
                 }
             }

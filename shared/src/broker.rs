@@ -154,5 +154,10 @@ where
 
 /// RFC 3339 time with microseconds, as carried in `Hookrelay-…-At` headers.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// `time` in RFC 3339 with microseconds.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_micros(time).to_string()
 }

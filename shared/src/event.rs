@@ -59,18 +59,87 @@ pub enum Route<'a> {
 }
 
 /// The two members the receiver needs to route an event.
-#[derive(Deserialize)]
+#[derive(Default)]
 struct EventHead<'a> {
-    #[serde(borrow, default)]
     uuid: Option<Cow<'a, str>>,
-    #[serde(rename = "eventType", borrow, default)]
     event_type: Option<Cow<'a, str>>,
+}
+
+impl<'a> EventHead<'a> {
+    /// Reads `uuid` and `eventType` from an event, stopping as soon as it has both: Okta puts
+    /// them first, and the rest of the event (about 2 kB, already validated as JSON by the
+    /// envelope's parse) need not be read again. The first non-null occurrence of a member
+    /// counts.
+    fn read(raw: &'a RawValue) -> Result<Self, serde_json::Error> {
+        let mut head = EventHead::default();
+        let mut json = serde_json::Deserializer::from_str(raw.get());
+        match serde::Deserializer::deserialize_map(&mut json, HeadVisitor(&mut head)) {
+            Ok(()) => Ok(head),
+            // The visitor stops reading with an error once it has both members.
+            Err(_) if head.uuid.is_some() && head.event_type.is_some() => Ok(head),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+struct HeadVisitor<'h, 'a>(&'h mut EventHead<'a>);
+
+impl<'de> serde::de::Visitor<'de> for HeadVisitor<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(BorrowedStr(key)) = map.next_key()? {
+            let slot = match key.as_ref() {
+                "uuid" => &mut self.0.uuid,
+                "eventType" => &mut self.0.event_type,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            *slot = map.next_value::<Option<BorrowedStr<'de>>>()?.map(|s| s.0);
+            if self.0.uuid.is_some() && self.0.event_type.is_some() {
+                return Err(serde::de::Error::custom("both members read"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A string borrowed from the input when it has no escapes (serde's `Cow<str>` always copies).
+struct BorrowedStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for BorrowedStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl<'de> serde::de::Visitor<'de> for StrVisitor {
+            type Value = BorrowedStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(StrVisitor)
+    }
 }
 
 /// Decides where one element of `data.events` goes. Nothing that fails the subject and header
 /// checks of [`crate::subject`] is ever routed.
 pub fn route(raw: &RawValue) -> Route<'_> {
-    let Ok(head) = serde_json::from_str::<EventHead<'_>>(raw.get()) else {
+    let Ok(head) = EventHead::read(raw) else {
         return Route::Unroutable("event is not an object with string `uuid` and `eventType`");
     };
     let Some(uuid) = head.uuid else {
@@ -246,6 +315,31 @@ mod tests {
         let raw: Box<RawValue> =
             serde_json::from_str(r#"{"uuid":"u\u002d1","eventType":"a.b"}"#).expect("json");
         assert!(matches!(route(&raw), Route::Publish { uuid, .. } if uuid == "u-1"));
+    }
+
+    #[test]
+    fn routing_reads_only_as_far_as_it_needs() {
+        // The rest of the event is not read again: the envelope's parse validated it already.
+        let raw: Box<RawValue> =
+            serde_json::from_str(r#"{"uuid":"u1","eventType":"a.b","rest":[1,2,{"x":null}]}"#)
+                .expect("json");
+        let Route::Publish {
+            uuid, event_type, ..
+        } = route(&raw)
+        else {
+            panic!("routable");
+        };
+        assert!(matches!(uuid, Cow::Borrowed("u1")), "borrowed, not copied");
+        assert!(matches!(event_type, Cow::Borrowed("a.b")));
+        // Wherever the members are, and whatever comes before them.
+        let raw: Box<RawValue> = serde_json::from_str(
+            r#"{"a":{"uuid":"inner"},"eventType":"a.b","b":[],"uuid":"u2","uuid":"u3"}"#,
+        )
+        .expect("json");
+        assert!(matches!(route(&raw), Route::Publish { uuid, .. } if uuid == "u2"));
+        let raw: Box<RawValue> =
+            serde_json::from_str(r#"{"uuid":null,"eventType":"a.b","uuid":"u4"}"#).expect("json");
+        assert!(matches!(route(&raw), Route::Publish { uuid, .. } if uuid == "u4"));
     }
 
     #[test]

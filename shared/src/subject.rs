@@ -16,15 +16,15 @@ pub const MAX_EVENT_TYPE_LEN: usize = 128;
 pub const MAX_ID_LEN: usize = 128;
 
 /// Header names hookrelay puts on NATS messages, besides `Nats-Msg-Id` (the event's uuid).
+///
+/// An event carries only what its subject and JetStream's own metadata do not: its type is the
+/// subject after `okta.events.` ([`event_type_of`]) and the time it was stored is the stream's
+/// timestamp. Every header costs the broker time on every message (`bench/run` measures it).
 pub mod header {
-    /// The event's `eventType`.
-    pub const EVENT_TYPE: &str = "Hookrelay-Event-Type";
     /// The delivery's `eventId` (one per Okta request, shared by the events of a batch).
     pub const DELIVERY_ID: &str = "Hookrelay-Delivery-Id";
     /// Okta's `X-Okta-Request-Id` of the request that carried the event.
     pub const OKTA_REQUEST_ID: &str = "Hookrelay-Okta-Request-Id";
-    /// When the receiver got the delivery, RFC 3339 with microseconds.
-    pub const RECEIVED_AT: &str = "Hookrelay-Received-At";
     /// The event's uuid, on dead letters (whose own `Nats-Msg-Id` differs).
     pub const EVENT_UUID: &str = "Hookrelay-Event-Uuid";
     /// Who dead-lettered the event: a subscriber's name or `receiver`.
@@ -39,6 +39,14 @@ pub mod header {
     pub const ORIGINAL_SEQUENCE: &str = "Hookrelay-Original-Sequence";
     /// When it was dead-lettered, RFC 3339 with microseconds.
     pub const DEAD_LETTERED_AT: &str = "Hookrelay-Dead-Lettered-At";
+}
+
+/// The event type of an event subject (`okta.events.<eventType>`), if it is one.
+pub fn event_type_of(subject: &str) -> Option<&str> {
+    subject
+        .strip_prefix(EVENTS_PREFIX)?
+        .strip_prefix('.')
+        .filter(|event_type| !event_type.is_empty())
 }
 
 /// The subject of an event of this type. The type must pass [`is_valid_event_type`].
@@ -101,6 +109,15 @@ pub fn durable_name(subscriber: &str, event_type: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_event_type_is_read_back_from_the_subject() {
+        let subject = event_subject("user.lifecycle.create");
+        assert_eq!(event_type_of(&subject), Some("user.lifecycle.create"));
+        assert_eq!(event_type_of("okta.events."), None);
+        assert_eq!(event_type_of("okta.eventsx.a"), None);
+        assert_eq!(event_type_of("okta.dlq.receiver"), None);
+    }
 
     #[test]
     fn event_types_that_are_safe_subject_tokens() {

@@ -2,6 +2,8 @@
 //! and the subscriber decides what follows: a transient failure is retried on the subscriber's
 //! backoff, a permanent one is dead-lettered at once.
 
+use std::time::SystemTime;
+
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use hookrelay::event::OktaEvent;
@@ -15,17 +17,24 @@ pub struct Event {
     pub raw: Bytes,
     /// The NATS headers the receiver set (`Hookrelay-Delivery-Id`, …).
     pub headers: HeaderMap,
+    /// When JetStream stored the event: the receiver answered Okta right after.
+    pub stored_at: SystemTime,
 }
 
 impl Event {
     /// Parses a stored message. An unparsable one is a permanent failure: no retry fixes it.
-    pub fn parse(raw: Bytes, headers: Option<HeaderMap>) -> Result<Self, ActionError> {
+    pub fn parse(
+        raw: Bytes,
+        headers: Option<HeaderMap>,
+        stored_at: SystemTime,
+    ) -> Result<Self, ActionError> {
         let okta = serde_json::from_slice(&raw)
             .map_err(|e| ActionError::Permanent(format!("not an Okta event: {e}")))?;
         Ok(Event {
             okta,
             raw,
             headers: headers.unwrap_or_default(),
+            stored_at,
         })
     }
 }

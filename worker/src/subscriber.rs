@@ -14,7 +14,7 @@
 //! unseen, which a server-side limit would do to the event whose last attempt crashed.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
@@ -140,8 +140,8 @@ impl Subscriber {
 
     /// Runs the action on one message and settles it: ack, retry later, or dead-letter.
     pub async fn process(&self, message: jetstream::Message) {
-        let (stream_sequence, delivered) = match message.info() {
-            Ok(info) => (info.stream_sequence, info.delivered),
+        let (stream_sequence, delivered, stored_at) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.delivered, info.published.into()),
             Err(e) => {
                 tracing::error!(error = %e, "message without JetStream metadata skipped");
                 return;
@@ -153,7 +153,7 @@ impl Subscriber {
             "event",
             subscriber = %self.settings.name,
             event_uuid = %value("Nats-Msg-Id"),
-            event_type = %value(header::EVENT_TYPE),
+            event_type = subject::event_type_of(&message.subject).unwrap_or_default(),
             delivery_id = %value(header::DELIVERY_ID),
             okta_request_id = %value(header::OKTA_REQUEST_ID),
             stream_sequence,
@@ -166,7 +166,7 @@ impl Subscriber {
                     self.settings.max_deliver
                 )))
             } else {
-                self.run_action(&message).await
+                self.run_action(&message, stored_at).await
             };
             self.settle(&message, stream_sequence, delivered, outcome)
                 .await;
@@ -177,8 +177,12 @@ impl Subscriber {
 
     /// Runs the action, telling JetStream it is still in progress every half `ack_wait`, so a
     /// long action is never delivered a second time while it runs.
-    async fn run_action(&self, message: &jetstream::Message) -> Result<(), ActionError> {
-        let event = Event::parse(message.payload.clone(), message.headers.clone())?;
+    async fn run_action(
+        &self,
+        message: &jetstream::Message,
+        stored_at: SystemTime,
+    ) -> Result<(), ActionError> {
+        let event = Event::parse(message.payload.clone(), message.headers.clone(), stored_at)?;
         let action = self.action.handle(&event);
         tokio::pin!(action);
         let period = self.settings.ack_wait / 2;

@@ -2,7 +2,7 @@
 //!
 //! Every request carries `Content-Type: application/json`, `Idempotency-Key: <event uuid>` (the
 //! same on every retry, so the receiving service can drop repeats), `Hookrelay-Event-Type`,
-//! `Hookrelay-Received-At` (when the receiver got the event, to measure lag), the configured
+//! `Hookrelay-Stored-At` (when JetStream stored the event, to measure lag), the configured
 //! static headers and, with `signing_secret`, a Standard Webhooks signature:
 //! `webhook-id` (the event uuid), `webhook-timestamp` (Unix seconds) and
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`.
@@ -14,8 +14,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use hookrelay::broker;
 use hookrelay::config::HttpActionSettings;
-use hookrelay::subject;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
@@ -80,9 +80,10 @@ impl HttpPost {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert("idempotency-key", value(&event.okta.uuid)?);
         headers.insert("hookrelay-event-type", value(&event.okta.event_type)?);
-        if let Some(received) = event.headers.get(subject::header::RECEIVED_AT) {
-            headers.insert("hookrelay-received-at", value(received.as_str())?);
-        }
+        headers.insert(
+            "hookrelay-stored-at",
+            value(&broker::rfc3339(event.stored_at))?,
+        );
         if let Some(key) = &self.signing_key {
             let timestamp = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -59,9 +59,19 @@ async fn a_flaky_downstream_is_retried_on_the_backoff_schedule_and_the_event_del
             attempt.header("hookrelay-event-type"),
             Some("user.lifecycle.create")
         );
+        assert_eq!(
+            attempt.header("hookrelay-stored-at"),
+            attempts[0].header("hookrelay-stored-at"),
+            "the stored time is the stream's, the same on every attempt"
+        );
         let event: serde_json::Value = serde_json::from_slice(&attempt.body).expect("JSON");
         assert_eq!(event["uuid"], uuid.as_str());
     }
+    let stored_at = attempts[0]
+        .header("hookrelay-stored-at")
+        .expect("stored-at");
+    let stored_at = humantime::parse_rfc3339(stored_at).expect("RFC 3339");
+    assert!(stored_at <= std::time::SystemTime::now());
     assert!(
         dead_letters(&js).await.is_empty(),
         "a delivered event is not dead-lettered"

@@ -101,10 +101,6 @@ async fn the_previews_event_without_target_is_dead_lettered_and_the_worker_carri
         header(letter, "Hookrelay-Event-Uuid"),
         preview["uuid"].as_str()
     );
-    assert_eq!(
-        header(letter, "Hookrelay-Event-Type"),
-        Some("user.lifecycle.create")
-    );
     assert_eq!(header(letter, "Hookrelay-Delivery-Count"), Some("1"));
     assert_eq!(
         header(letter, "Hookrelay-Original-Subject"),
