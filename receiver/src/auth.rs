@@ -2,34 +2,84 @@
 //! verification included. It is the only proof of origin, so it is checked first, before the
 //! body is read, and compared in constant time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::AppState;
 use crate::error::ApiError;
 
-/// The header and the value it must carry.
+/// How often refused requests are logged at most: an internet-facing endpoint must not let
+/// anyone fill its logs.
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// The header and the values it may carry (several while a secret is rotated).
 pub struct HeaderSecret {
     header: HeaderName,
-    secret: SecretString,
+    secrets: Vec<SecretString>,
+    refusals: RefusalLog,
 }
 
 impl HeaderSecret {
-    pub fn new(header: HeaderName, secret: SecretString) -> Self {
-        HeaderSecret { header, secret }
+    pub fn new(header: HeaderName, secrets: Vec<SecretString>) -> Self {
+        HeaderSecret {
+            header,
+            secrets,
+            refusals: RefusalLog::default(),
+        }
     }
 
-    /// Whether the request carries the secret. Only a length difference can be told from the
-    /// time this takes.
+    /// Whether the request carries one of the secrets. Every secret is compared, each in
+    /// constant time, so only lengths can be told from the time this takes.
     pub fn verify(&self, headers: &HeaderMap) -> bool {
-        let expected = self.secret.expose_secret().as_bytes();
-        headers
-            .get(&self.header)
-            .is_some_and(|value| bool::from(value.as_bytes().ct_eq(expected)))
+        let Some(value) = headers.get(&self.header) else {
+            return false;
+        };
+        let matched = self
+            .secrets
+            .iter()
+            .fold(Choice::from(0), |matched, secret| {
+                matched | value.as_bytes().ct_eq(secret.expose_secret().as_bytes())
+            });
+        matched.into()
+    }
+}
+
+/// Counts refused requests and logs them at most once per [`REFUSAL_LOG_PERIOD`].
+#[derive(Default)]
+struct RefusalLog {
+    /// Refusals since the last log line.
+    count: AtomicU64,
+    /// When the last line was logged, in seconds since the Unix epoch.
+    logged_at: AtomicU64,
+}
+
+impl RefusalLog {
+    fn refused(&self, header: &HeaderName) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= REFUSAL_LOG_PERIOD.as_secs()
+            && self
+                .logged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                %header,
+                refused = self.count.swap(0, Ordering::Relaxed),
+                "requests without the right secret header refused (logged at most every 10s)"
+            );
+        }
     }
 }
 
@@ -42,7 +92,41 @@ pub async fn require_secret(
     if state.secret.verify(request.headers()) {
         next.run(request).await
     } else {
-        tracing::warn!(header = %state.secret.header, "request without the right secret header refused");
+        state.secret.refusals.refused(&state.secret.header);
         ApiError::Unauthorized.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", value.parse().expect("header value"));
+        headers
+    }
+
+    #[test]
+    fn any_configured_secret_is_accepted_and_nothing_else() {
+        let secret = HeaderSecret::new(
+            HeaderName::from_static("authorization"),
+            vec![
+                "old-secret".to_owned().into(),
+                "new-secret".to_owned().into(),
+            ],
+        );
+        assert!(secret.verify(&headers("old-secret")));
+        assert!(secret.verify(&headers("new-secret")));
+        for wrong in [
+            "",
+            "new",
+            "new-secret ",
+            "NEW-SECRET",
+            "old-secretnew-secret",
+        ] {
+            assert!(!secret.verify(&headers(wrong)), "{wrong:?}");
+        }
+        assert!(!secret.verify(&HeaderMap::new()));
     }
 }

@@ -16,6 +16,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// The body could not be read: too large (413) or broken (400).
     Body { status: StatusCode, message: String },
+    /// The body did not arrive within `receiver.body_read_timeout`.
+    BodyTimeout,
     /// The body is not an Okta delivery.
     InvalidDelivery(String),
     /// JetStream did not store every event in time; Okta should retry.
@@ -43,6 +45,11 @@ impl ApiError {
                 "the body must be application/json".into(),
             ),
             ApiError::Body { status, message } => (*status, "bad_body", message.clone()),
+            ApiError::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the body did not arrive in time".into(),
+            ),
             ApiError::InvalidDelivery(message) => {
                 (StatusCode::BAD_REQUEST, "invalid_delivery", message.clone())
             }

@@ -6,11 +6,12 @@
 //! - [`Application`]: binds the listeners, connects to NATS, runs until shutdown.
 //! - [`router`]: the hook routes, usable without a socket.
 //! - [`auth`]: the secret header check. [`publish`]: a delivery into JetStream.
-//! - [`error`]: every non-200 answer, as JSON.
+//! - [`error`]: every non-200 answer, as JSON. [`serve`]: HTTP with connection limits.
 
 pub mod auth;
 pub mod error;
 pub mod publish;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,8 +20,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -46,6 +46,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub secret: HeaderSecret,
     pub publisher: Publisher,
+    /// How long a client may take to send a delivery's body.
+    pub body_read_timeout: Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -56,8 +58,12 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(secret: HeaderSecret, publisher: Publisher) -> Self {
-        AppState(Arc::new(Inner { secret, publisher }))
+    pub fn new(secret: HeaderSecret, publisher: Publisher, body_read_timeout: Duration) -> Self {
+        AppState(Arc::new(Inner {
+            secret,
+            publisher,
+            body_read_timeout,
+        }))
     }
 }
 
@@ -92,20 +98,23 @@ async fn verify(headers: HeaderMap) -> Result<Response, ApiError> {
 }
 
 /// A delivery: 200 once JetStream has stored every event, 503 if it could not in time.
-async fn deliver(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
-    if !is_json(&headers) {
+async fn deliver(State(state): State<AppState>, request: Request) -> Result<StatusCode, ApiError> {
+    if !is_json(request.headers()) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = body.map_err(|rejection| ApiError::Body {
+    let okta_request_id = request.headers().get(OKTA_REQUEST_ID_HEADER).cloned();
+    let body = tokio::time::timeout(
+        state.body_read_timeout,
+        Bytes::from_request(request, &state),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout)?
+    .map_err(|rejection| ApiError::Body {
         status: rejection.status(),
         message: rejection.body_text(),
     })?;
-    let okta_request_id = headers
-        .get(OKTA_REQUEST_ID_HEADER)
+    let okta_request_id = okta_request_id
+        .as_ref()
         .and_then(|value| value.to_str().ok())
         .filter(|id| subject::is_valid_id(id));
     match state.publisher.publish(body, okta_request_id).await {
@@ -140,6 +149,7 @@ pub struct Application {
     listener: TcpListener,
     admin_listener: TcpListener,
     router: Router,
+    limits: serve::Limits,
     client: async_nats::Client,
 }
 
@@ -147,10 +157,10 @@ impl Application {
     /// Connects to NATS, creates or checks both streams, binds both listeners (port 0 picks a
     /// free port; see [`Application::local_addr`]).
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        settings.validate_receiver()?;
-        if settings.uses_demo_secret() {
+        let secrets = settings.validate_receiver()?;
+        if secrets.iter().any(hookrelay::config::is_demo_secret) {
             tracing::warn!(
-                "receiver.auth.secret is the demo value published in Okta's guide; anyone can \
+                "an accepted secret is the demo value published in Okta's guide; anyone can \
                  post events: set HOOKRELAY__RECEIVER__AUTH__SECRET to a secret of your own"
             );
         }
@@ -168,8 +178,13 @@ impl Application {
             .parse()
             .context("receiver.auth.header is not a header name")?;
         let state = AppState::new(
-            HeaderSecret::new(header, receiver.auth.secret.clone()),
-            Publisher::new(js, receiver.publish_timeout),
+            HeaderSecret::new(header, secrets),
+            Publisher::new(
+                js,
+                receiver.publish_timeout,
+                client.server_info().max_payload,
+            ),
+            receiver.body_read_timeout,
         );
         let router = router(&receiver.path, receiver.max_body_bytes, state);
         let listener = TcpListener::bind(receiver.listen)
@@ -187,6 +202,10 @@ impl Application {
             listener,
             admin_listener,
             router,
+            limits: serve::Limits {
+                header_read_timeout: receiver.header_read_timeout,
+                max_connections: receiver.max_connections,
+            },
             client,
         })
     }
@@ -215,11 +234,11 @@ impl Application {
         );
         let client = self.client.clone();
         let readiness: admin::Readiness = Arc::new(move || admin::nats_readiness(&client));
-        let hook = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let hook = serve::serve(self.listener, self.router, self.limits, shutdown.clone());
         let admin = axum::serve(self.admin_listener, admin::router(readiness))
             .with_graceful_shutdown(shutdown.cancelled_owned());
-        tokio::try_join!(hook.into_future(), admin.into_future()).context("serving HTTP")?;
+        let ((), admin) = tokio::join!(hook, admin.into_future());
+        admin.context("serving the admin endpoints")?;
         // Every answered request already has its acknowledgement; this only pushes out what a
         // request that timed out may have left buffered, and must not hang on a dead broker.
         match tokio::time::timeout(Duration::from_secs(5), self.client.flush()).await {

@@ -49,14 +49,25 @@ pub const ATTEMPTS_PER_BUDGET: u32 = 4;
 pub struct Publisher {
     js: jetstream::Context,
     budget: Duration,
+    /// The largest event stored as it is; a larger one is dead-lettered, truncated.
+    max_event_bytes: usize,
 }
 
-#[derive(Clone, Copy)]
 enum Kind {
     Event,
-    /// An unroutable event, for this reason.
-    DeadLetter(&'static str),
+    /// An event that cannot be routed or stored as it is, for this reason.
+    DeadLetter {
+        reason: Cow<'static, str>,
+        /// The event's uuid, when it has a usable one.
+        uuid: Option<String>,
+        /// The event's size, when only its start is kept.
+        truncated_from: Option<usize>,
+    },
 }
+
+/// Room left for headers when deciding whether an event fits in a message: hookrelay's
+/// headers take a few hundred bytes (ids are at most [`subject::MAX_ID_LEN`]).
+const HEADER_ALLOWANCE: usize = 4096;
 
 /// What every message of one delivery carries.
 struct DeliveryHeaders<'a> {
@@ -83,10 +94,21 @@ impl Outgoing<'_> {
         if let Some(id) = delivery.okta_request_id {
             headers.insert(header::OKTA_REQUEST_ID, id);
         }
-        if let Kind::DeadLetter(reason) = self.kind {
+        if let Kind::DeadLetter {
+            reason,
+            uuid,
+            truncated_from,
+        } = &self.kind
+        {
             headers.insert(header::DEAD_LETTERED_BY, subject::RECEIVER_DLQ_TOKEN);
-            headers.insert(header::ERROR, reason);
+            headers.insert(header::ERROR, reason.as_ref());
             headers.insert(header::DEAD_LETTERED_AT, broker::now_rfc3339().as_str());
+            if let Some(uuid) = uuid {
+                headers.insert(header::EVENT_UUID, uuid.as_str());
+            }
+            if let Some(size) = truncated_from {
+                headers.insert(header::TRUNCATED_FROM, size.to_string().as_str());
+            }
         }
         let message = PublishMessage::build().headers(headers);
         let message = match &self.message_id {
@@ -99,9 +121,14 @@ impl Outgoing<'_> {
 
 impl Publisher {
     /// `js` should time out acknowledgements after `budget / ATTEMPTS_PER_BUDGET`; `budget`
-    /// bounds the whole delivery, every retry included.
-    pub fn new(js: jetstream::Context, budget: Duration) -> Self {
-        Publisher { js, budget }
+    /// bounds the whole delivery, every retry included. `max_payload` is the broker's largest
+    /// message (its `max_payload`, 1 MiB by default).
+    pub fn new(js: jetstream::Context, budget: Duration, max_payload: usize) -> Self {
+        Publisher {
+            js,
+            budget,
+            max_event_bytes: max_payload.saturating_sub(HEADER_ALLOWANCE).max(1024),
+        }
     }
 
     /// Stores every event of `body`. The stored bytes of each event are a slice of `body`, not a
@@ -117,7 +144,7 @@ impl Publisher {
             delivery_id: envelope.delivery_id(),
             okta_request_id,
         };
-        let outgoing = outgoing(&body, &envelope);
+        let outgoing = outgoing(&body, &envelope, self.max_event_bytes);
         tokio::time::timeout_at(deadline, self.publish_all(&outgoing, &delivery, deadline))
             .await
             .map_err(|_| {
@@ -183,7 +210,7 @@ impl Publisher {
                 Ok(ack) => match out.kind {
                     Kind::Event if ack.duplicate => stored.duplicates += 1,
                     Kind::Event => stored.published += 1,
-                    Kind::DeadLetter(_) => stored.dead_lettered += 1,
+                    Kind::DeadLetter { .. } => stored.dead_lettered += 1,
                 },
                 Err(e) => {
                     failed.push(out);
@@ -200,9 +227,14 @@ fn is_worth_retrying(error: &jetstream::context::PublishError) -> bool {
     !matches!(error.kind(), PublishErrorKind::MaxPayloadExceeded)
 }
 
-/// The messages of one delivery: each event on its subject, deduplicated on its uuid, each
-/// unroutable one on the receiver's dead letters. Payloads are slices of `body`.
-fn outgoing<'a>(body: &Bytes, envelope: &Envelope<'a>) -> Vec<Outgoing<'a>> {
+/// The messages of one delivery: each event on its subject, deduplicated on its uuid; each
+/// unroutable one, and each too large for the broker (its start only), on the receiver's dead
+/// letters. Payloads are slices of `body`.
+fn outgoing<'a>(
+    body: &Bytes,
+    envelope: &Envelope<'a>,
+    max_event_bytes: usize,
+) -> Vec<Outgoing<'a>> {
     let delivery_id = envelope.delivery_id();
     envelope
         .data
@@ -211,24 +243,51 @@ fn outgoing<'a>(body: &Bytes, envelope: &Envelope<'a>) -> Vec<Outgoing<'a>> {
         .enumerate()
         .map(|(index, raw)| {
             let payload = body.slice_ref(raw.get().as_bytes());
-            match event::route(raw) {
-                Route::Publish { subject, uuid, .. } => Outgoing {
-                    kind: Kind::Event,
-                    subject,
-                    payload,
-                    message_id: Some(uuid),
-                },
-                Route::Unroutable(reason) => {
-                    tracing::warn!(reason, index, delivery_id, "unroutable event dead-lettered");
-                    Outgoing {
-                        kind: Kind::DeadLetter(reason),
-                        subject: subject::dlq_subject(subject::RECEIVER_DLQ_TOKEN),
+            let route = event::route(raw);
+            let (reason, uuid, truncated_from, payload) = match route {
+                Route::Publish { subject, uuid, .. } if payload.len() <= max_event_bytes => {
+                    return Outgoing {
+                        kind: Kind::Event,
+                        subject,
                         payload,
-                        // Okta's retry of this delivery carries the same eventId.
-                        message_id: delivery_id
-                            .map(|id| Cow::Owned(format!("receiver:{id}:{index}"))),
-                    }
+                        message_id: Some(uuid),
+                    };
                 }
+                Route::Publish { uuid, .. } => (
+                    Cow::Owned(format!(
+                        "event of {} bytes is larger than the broker's messages allow ({max_event_bytes} bytes); its start is kept",
+                        payload.len()
+                    )),
+                    Some(uuid.into_owned()),
+                    Some(payload.len()),
+                    payload.slice(..max_event_bytes),
+                ),
+                Route::Unroutable(reason) if payload.len() <= max_event_bytes => {
+                    (Cow::Borrowed(reason), None, None, payload)
+                }
+                Route::Unroutable(reason) => (
+                    Cow::Borrowed(reason),
+                    None,
+                    Some(payload.len()),
+                    payload.slice(..max_event_bytes),
+                ),
+            };
+            tracing::warn!(%reason, index, delivery_id, "event dead-lettered");
+            // Okta's retry of this delivery carries the same uuid, or the same eventId.
+            let message_id = match (&uuid, delivery_id) {
+                (Some(uuid), _) => Some(Cow::Owned(format!("receiver:{uuid}"))),
+                (None, Some(id)) => Some(Cow::Owned(format!("receiver:{id}:{index}"))),
+                (None, None) => None,
+            };
+            Outgoing {
+                kind: Kind::DeadLetter {
+                    reason,
+                    uuid,
+                    truncated_from,
+                },
+                subject: subject::dlq_subject(subject::RECEIVER_DLQ_TOKEN),
+                payload,
+                message_id,
             }
         })
         .collect()

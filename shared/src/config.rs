@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -114,6 +114,15 @@ pub struct ReceiverSettings {
     pub publish_timeout: Duration,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection is kept.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body once its headers are in.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Connections served at once; more wait until one closes.
+    pub max_connections: usize,
     /// The header secret Okta sends with every request.
     pub auth: AuthSettings,
 }
@@ -126,20 +135,29 @@ impl Default for ReceiverSettings {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9082)),
             publish_timeout: Duration::from_secs(2),
             max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(5),
+            max_connections: 1024,
             auth: AuthSettings::default(),
         }
     }
 }
 
 /// The header secret Okta sends with every request (the hook's "Authentication field" and
-/// "Authentication secret").
+/// "Authentication secret"). Every configured secret is accepted, so a secret can be rotated
+/// without downtime: add the new one, change it in Okta, remove the old one.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// Name of the header, case-insensitive.
     pub header: String,
-    /// The header's expected value, compared in constant time. Required by the receiver.
+    /// An accepted value of the header (the one environment variable can set).
     pub secret: SecretString,
+    /// More accepted values.
+    pub secrets: Vec<SecretString>,
+    /// A file holding accepted values, one per line (a Docker or Kubernetes secret), read at
+    /// start.
+    pub secret_file: Option<PathBuf>,
 }
 
 impl Default for AuthSettings {
@@ -147,7 +165,45 @@ impl Default for AuthSettings {
         AuthSettings {
             header: "authorization".into(),
             secret: SecretString::default(),
+            secrets: Vec::new(),
+            secret_file: None,
         }
+    }
+}
+
+impl AuthSettings {
+    /// Every accepted secret: `secret`, `secrets` and the lines of `secret_file`, blank ones
+    /// left out. Fails if the file cannot be read or a secret cannot be a header value; an empty
+    /// list is the caller's to refuse.
+    pub fn accepted_secrets(&self) -> Result<Vec<SecretString>, ConfigError> {
+        let mut accepted: Vec<SecretString> = std::iter::once(&self.secret)
+            .chain(&self.secrets)
+            .filter(|secret| !secret.expose_secret().is_empty())
+            .cloned()
+            .collect();
+        if let Some(path) = &self.secret_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::invalid(
+                    "receiver.auth.secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            accepted.extend(
+                text.lines()
+                    .map(|line| line.trim_end_matches('\r'))
+                    .filter(|line| !line.trim().is_empty())
+                    .map(|line| SecretString::from(line.to_owned())),
+            );
+        }
+        for secret in &accepted {
+            if axum::http::HeaderValue::from_str(secret.expose_secret()).is_err() {
+                return Err(ConfigError::invalid(
+                    "receiver.auth.secret",
+                    "a secret must be visible ASCII, as an HTTP header value is",
+                ));
+            }
+        }
+        Ok(accepted)
     }
 }
 
@@ -459,6 +515,20 @@ impl Settings {
                 "must be more than zero",
             ));
         }
+        for (key, timeout) in [
+            ("receiver.header_read_timeout", receiver.header_read_timeout),
+            ("receiver.body_read_timeout", receiver.body_read_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(ConfigError::invalid(key, "must be more than zero"));
+            }
+        }
+        if receiver.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "receiver.max_connections",
+                "must be more than zero",
+            ));
+        }
         if axum::http::HeaderName::from_bytes(receiver.auth.header.as_bytes()).is_err() {
             return Err(ConfigError::invalid(
                 "receiver.auth.header",
@@ -535,21 +605,24 @@ impl Settings {
         Ok(())
     }
 
-    /// The receiver's own requirements: it refuses to start without a secret.
-    pub fn validate_receiver(&self) -> Result<(), ConfigError> {
-        if self.receiver.auth.secret.expose_secret().is_empty() {
+    /// The receiver's own requirements: it refuses to start without a secret. Returns every
+    /// accepted secret.
+    pub fn validate_receiver(&self) -> Result<Vec<SecretString>, ConfigError> {
+        let accepted = self.receiver.auth.accepted_secrets()?;
+        if accepted.is_empty() {
             return Err(ConfigError::invalid(
                 "receiver.auth.secret",
-                "is required: set it in the file or as HOOKRELAY__RECEIVER__AUTH__SECRET",
+                "is required: set it in the file, as HOOKRELAY__RECEIVER__AUTH__SECRET, or in \
+                 receiver.auth.secrets or receiver.auth.secret_file",
             ));
         }
-        Ok(())
+        Ok(accepted)
     }
+}
 
-    /// Whether the receiver runs with the secret published in Okta's guide.
-    pub fn uses_demo_secret(&self) -> bool {
-        self.receiver.auth.secret.expose_secret() == DEMO_SECRET
-    }
+/// Whether `secret` is the one published in Okta's guide.
+pub fn is_demo_secret(secret: &SecretString) -> bool {
+    secret.expose_secret() == DEMO_SECRET
 }
 
 #[cfg(test)]
@@ -620,6 +693,70 @@ mod tests {
         assert!(
             error.to_string().contains("receiver.auth.secret"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_the_value_the_list_and_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file-1\r\n\n  \nfrom-file-2\n").expect("written");
+        let config = dir.path().join("hookrelay.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[receiver.auth]\nsecrets = [\"listed\"]\nsecret_file = {:?}\n",
+                file.display().to_string()
+            ),
+        )
+        .expect("written");
+        let settings = Settings::load_from(
+            Some(&config),
+            Some(env(&[("HOOKRELAY__RECEIVER__AUTH__SECRET", "from-env")])),
+        )
+        .expect("valid");
+        let secrets = settings.validate_receiver().expect("secrets");
+        let secrets: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
+        assert_eq!(
+            secrets,
+            ["from-env", "listed", "from-file-1", "from-file-2"]
+        );
+
+        // Only the file: enough on its own.
+        std::fs::write(
+            &config,
+            format!(
+                "[receiver.auth]\nsecret_file = {:?}\n",
+                file.display().to_string()
+            ),
+        )
+        .expect("written");
+        let settings = Settings::load_from(Some(&config), Some(HashMap::new())).expect("valid");
+        assert_eq!(settings.validate_receiver().expect("secrets").len(), 2);
+
+        // A missing file and a secret that cannot be a header value are refused, by key.
+        std::fs::remove_file(&file).expect("removed");
+        let error = settings.validate_receiver().expect_err("no file");
+        assert!(
+            error.to_string().contains("receiver.auth.secret_file"),
+            "{error}"
+        );
+        let settings = Settings::load_from(
+            None,
+            Some(env(&[(
+                "HOOKRELAY__RECEIVER__AUTH__SECRET",
+                "bad\u{7}secret",
+            )])),
+        )
+        .expect("valid");
+        let error = settings.validate_receiver().expect_err("control character");
+        assert!(
+            error.to_string().contains("receiver.auth.secret"),
+            "{error}"
+        );
+        assert!(
+            !error.to_string().contains("bad"),
+            "the secret is not echoed: {error}"
         );
     }
 

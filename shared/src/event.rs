@@ -32,9 +32,22 @@ pub struct EnvelopeData<'a> {
 
 impl<'a> Envelope<'a> {
     /// Parses a request body. Fails on anything that is not a JSON object with a
-    /// `data.events` array.
+    /// `data.events` array, and on nesting deeper than [`MAX_DEPTH`] levels.
     pub fn parse(body: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(body)
+        let envelope: Envelope = serde_json::from_slice(body)?;
+        // serde_json limits the depth of what it parses, but not of what it keeps as raw
+        // values: check the events, so that no subscriber gets what it cannot parse.
+        if envelope
+            .data
+            .events
+            .iter()
+            .any(|event| deeper_than(event.get().as_bytes(), MAX_DEPTH - ENVELOPE_DEPTH))
+        {
+            return Err(serde::de::Error::custom(format!(
+                "nesting deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(envelope)
     }
 
     /// The delivery id, if it is safe to carry in a header.
@@ -43,6 +56,45 @@ impl<'a> Envelope<'a> {
             .as_deref()
             .filter(|id| subject::is_valid_id(id))
     }
+}
+
+/// The deepest nesting accepted in a delivery: as deep as serde_json parses, so whatever the
+/// receiver stores, a subscriber can parse.
+pub const MAX_DEPTH: usize = 127;
+/// The levels around each event: `{"data":{"events":[`.
+const ENVELOPE_DEPTH: usize = 3;
+
+/// Whether valid JSON nests deeper than `limit` levels.
+fn deeper_than(json: &[u8], limit: usize) -> bool {
+    // So deep a nesting needs as many brackets: counting them is cheap, and enough for any
+    // real event.
+    if json.iter().filter(|&&b| b == b'[' || b == b'{').count() <= limit {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Where one event of a delivery goes.
@@ -340,6 +392,30 @@ mod tests {
         let raw: Box<RawValue> =
             serde_json::from_str(r#"{"uuid":null,"eventType":"a.b","uuid":"u4"}"#).expect("json");
         assert!(matches!(route(&raw), Route::Publish { uuid, .. } if uuid == "u4"));
+    }
+
+    #[test]
+    fn nesting_is_limited_as_serde_json_limits_it() {
+        let nested = |depth: usize, inner: &str| {
+            let event = format!("{}{inner}{}", "[".repeat(depth), "]".repeat(depth));
+            format!(r#"{{"data":{{"events":[{event}]}}}}"#)
+        };
+        for depth in [1, 100, 124, 125, 126, 127, 128, 500] {
+            for inner in ["", r#""[[[[{{{{\"[""#] {
+                let body = nested(depth, inner);
+                let full = serde_json::from_str::<serde_json::Value>(&body);
+                assert_eq!(
+                    Envelope::parse(body.as_bytes()).is_ok(),
+                    full.is_ok(),
+                    "depth {depth} {inner}"
+                );
+            }
+        }
+        assert!(Envelope::parse(nested(124, "").as_bytes()).is_ok());
+        assert!(Envelope::parse(nested(125, "").as_bytes()).is_err());
+        // Brackets in strings do not count.
+        let many_in_strings = format!(r#"{{"data":{{"events":[["{}"]]}}}}"#, "[".repeat(1000));
+        assert!(Envelope::parse(many_in_strings.as_bytes()).is_ok());
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub mod header {
     pub const ORIGINAL_SUBJECT: &str = "Hookrelay-Original-Subject";
     /// The event's sequence in the events stream.
     pub const ORIGINAL_SEQUENCE: &str = "Hookrelay-Original-Sequence";
+    /// On a dead letter that keeps only the start of its event: the event's size in bytes.
+    pub const TRUNCATED_FROM: &str = "Hookrelay-Truncated-From";
     /// When it was dead-lettered, RFC 3339 with microseconds.
     pub const DEAD_LETTERED_AT: &str = "Hookrelay-Dead-Lettered-At";
 }

@@ -32,6 +32,19 @@ impl NatsServer {
         Self::start_with(free_port(), "standalone", Vec::new())
     }
 
+    /// Starts a server that also reads this configuration text (for example
+    /// `max_payload: 65536`); command-line options win over it.
+    pub fn start_with_config(config: &str) -> Self {
+        let file = tempfile::NamedTempFile::new().expect("a temporary config file");
+        std::fs::write(file.path(), config).expect("config written");
+        let (_, path) = file.keep().expect("config kept");
+        Self::start_with(
+            free_port(),
+            "standalone",
+            vec!["-c".into(), path.display().to_string()],
+        )
+    }
+
     fn start_with(port: u16, name: &str, extra_args: Vec<String>) -> Self {
         let store = tempfile::tempdir().expect("a temporary store directory");
         let mut server = NatsServer {

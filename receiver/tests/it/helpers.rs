@@ -36,7 +36,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
-    let nats = NatsServer::start();
+    spawn_app_on(NatsServer::start(), overrides).await
+}
+
+/// A receiver against `nats` (a server started with a configuration of the test's own).
+pub async fn spawn_app_on(nats: NatsServer, overrides: &[(&str, &str)]) -> TestApp {
     let settings = settings(&nats, overrides);
     let app = receiver::Application::build(&settings)
         .await

@@ -3,3 +3,4 @@
 mod faults;
 mod helpers;
 mod hook;
+mod hostile;
