@@ -5,6 +5,10 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+/// The error code of an answer, kept in its extensions for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// What went wrong with a request, as the caller is told.
 #[derive(Debug)]
 pub enum ApiError {
@@ -71,10 +75,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        (
+        let mut response = (
             status,
             Json(serde_json::json!({ "error": code, "message": message })),
         )
-            .into_response()
+            .into_response();
+        response.extensions_mut().insert(ErrorCode(code));
+        response
     }
 }

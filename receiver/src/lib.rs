@@ -7,9 +7,11 @@
 //! - [`router`]: the hook routes, usable without a socket.
 //! - [`auth`]: the secret header check. [`publish`]: a delivery into JetStream.
 //! - [`error`]: every non-200 answer, as JSON. [`serve`]: HTTP with connection limits.
+//! - [`metrics`]: what `/metrics` reports.
 
 pub mod auth;
 pub mod error;
+pub mod metrics;
 pub mod publish;
 pub mod serve;
 
@@ -31,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::HeaderSecret;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::publish::{PublishError, Publisher};
 
 /// The header Okta's verification request carries its challenge in.
@@ -48,6 +51,7 @@ pub struct Inner {
     pub publisher: Publisher,
     /// How long a client may take to send a delivery's body.
     pub body_read_timeout: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,11 +62,17 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(secret: HeaderSecret, publisher: Publisher, body_read_timeout: Duration) -> Self {
+    pub fn new(
+        secret: HeaderSecret,
+        publisher: Publisher,
+        body_read_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         AppState(Arc::new(Inner {
             secret,
             publisher,
             body_read_timeout,
+            metrics,
         }))
     }
 }
@@ -79,8 +89,12 @@ pub fn router(path: &str, max_body_bytes: usize, state: AppState) -> Router {
             state.clone(),
             auth::require_secret,
         ))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
         .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
         .with_state(state)
 }
 
@@ -151,6 +165,26 @@ pub struct Application {
     router: Router,
     limits: serve::Limits,
     client: async_nats::Client,
+    status: Arc<ReceiverStatus>,
+}
+
+/// What the receiver's admin endpoints report.
+struct ReceiverStatus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    streams: [String; 2],
+    metrics: Arc<Metrics>,
+}
+
+impl admin::Status for ReceiverStatus {
+    async fn ready(&self) -> Result<(), String> {
+        let [events, dead_letters] = &self.streams;
+        admin::broker_readiness(&self.client, &self.js, &[events, dead_letters]).await
+    }
+
+    async fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
 }
 
 impl Application {
@@ -177,14 +211,17 @@ impl Application {
             .header
             .parse()
             .context("receiver.auth.header is not a header name")?;
+        let metrics = Arc::new(Metrics::default());
         let state = AppState::new(
             HeaderSecret::new(header, secrets),
             Publisher::new(
-                js,
+                js.clone(),
                 receiver.publish_timeout,
                 client.server_info().max_payload,
+                metrics.clone(),
             ),
             receiver.body_read_timeout,
+            metrics.clone(),
         );
         let router = router(&receiver.path, receiver.max_body_bytes, state);
         let listener = TcpListener::bind(receiver.listen)
@@ -206,6 +243,15 @@ impl Application {
                 header_read_timeout: receiver.header_read_timeout,
                 max_connections: receiver.max_connections,
             },
+            status: Arc::new(ReceiverStatus {
+                client: client.clone(),
+                js,
+                streams: [
+                    settings.nats.stream.clone(),
+                    settings.nats.dlq_stream.clone(),
+                ],
+                metrics,
+            }),
             client,
         })
     }
@@ -232,10 +278,8 @@ impl Application {
             admin = %self.admin_addr(),
             "receiver ready"
         );
-        let client = self.client.clone();
-        let readiness: admin::Readiness = Arc::new(move || admin::nats_readiness(&client));
         let hook = serve::serve(self.listener, self.router, self.limits, shutdown.clone());
-        let admin = axum::serve(self.admin_listener, admin::router(readiness))
+        let admin = axum::serve(self.admin_listener, admin::router(self.status))
             .with_graceful_shutdown(shutdown.cancelled_owned());
         let ((), admin) = tokio::join!(hook, admin.into_future());
         admin.context("serving the admin endpoints")?;

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -17,6 +18,8 @@ use hookrelay::broker;
 use hookrelay::event::{self, Envelope, Route};
 use hookrelay::subject::{self, header};
 use tokio::time::Instant;
+
+use crate::metrics::Metrics;
 
 /// What became of a delivery's events once JetStream acknowledged them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -51,12 +54,15 @@ pub struct Publisher {
     budget: Duration,
     /// The largest event stored as it is; a larger one is dead-lettered, truncated.
     max_event_bytes: usize,
+    metrics: Arc<Metrics>,
 }
 
 enum Kind {
     Event,
     /// An event that cannot be routed or stored as it is, for this reason.
     DeadLetter {
+        /// `unroutable` or `too_large`, for the metrics.
+        code: &'static str,
         reason: Cow<'static, str>,
         /// The event's uuid, when it has a usable one.
         uuid: Option<String>,
@@ -95,6 +101,7 @@ impl Outgoing<'_> {
             headers.insert(header::OKTA_REQUEST_ID, id);
         }
         if let Kind::DeadLetter {
+            code: _,
             reason,
             uuid,
             truncated_from,
@@ -123,11 +130,17 @@ impl Publisher {
     /// `js` should time out acknowledgements after `budget / ATTEMPTS_PER_BUDGET`; `budget`
     /// bounds the whole delivery, every retry included. `max_payload` is the broker's largest
     /// message (its `max_payload`, 1 MiB by default).
-    pub fn new(js: jetstream::Context, budget: Duration, max_payload: usize) -> Self {
+    pub fn new(
+        js: jetstream::Context,
+        budget: Duration,
+        max_payload: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Publisher {
             js,
             budget,
             max_event_bytes: max_payload.saturating_sub(HEADER_ALLOWANCE).max(1024),
+            metrics,
         }
     }
 
@@ -138,18 +151,22 @@ impl Publisher {
         body: Bytes,
         okta_request_id: Option<&str>,
     ) -> Result<Stored, PublishError> {
-        let deadline = Instant::now() + self.budget;
+        let started = Instant::now();
+        let deadline = started + self.budget;
         let envelope = Envelope::parse(&body).map_err(PublishError::Invalid)?;
         let delivery = DeliveryHeaders {
             delivery_id: envelope.delivery_id(),
             okta_request_id,
         };
         let outgoing = outgoing(&body, &envelope, self.max_event_bytes);
-        tokio::time::timeout_at(deadline, self.publish_all(&outgoing, &delivery, deadline))
-            .await
-            .map_err(|_| {
-                PublishError::Broker(format!("not acknowledged within {:?}", self.budget))
-            })?
+        let stored =
+            tokio::time::timeout_at(deadline, self.publish_all(&outgoing, &delivery, deadline))
+                .await
+                .map_err(|_| {
+                    PublishError::Broker(format!("not acknowledged within {:?}", self.budget))
+                })??;
+        self.metrics.delivery_published(started.elapsed());
+        Ok(stored)
     }
 
     async fn publish_all(
@@ -207,10 +224,22 @@ impl Publisher {
         .await;
         for (out, result) in results {
             match result {
-                Ok(ack) => match out.kind {
-                    Kind::Event if ack.duplicate => stored.duplicates += 1,
-                    Kind::Event => stored.published += 1,
-                    Kind::DeadLetter { .. } => stored.dead_lettered += 1,
+                Ok(ack) => match &out.kind {
+                    Kind::Event => {
+                        if ack.duplicate {
+                            stored.duplicates += 1;
+                        } else {
+                            stored.published += 1;
+                        }
+                        let event_type = subject::event_type_of(&out.subject).unwrap_or_default();
+                        self.metrics.event_published(event_type, ack.duplicate);
+                    }
+                    Kind::DeadLetter { code, .. } => {
+                        stored.dead_lettered += 1;
+                        if !ack.duplicate {
+                            self.metrics.event_dead_lettered(code);
+                        }
+                    }
                 },
                 Err(e) => {
                     failed.push(out);
@@ -244,7 +273,7 @@ fn outgoing<'a>(
         .map(|(index, raw)| {
             let payload = body.slice_ref(raw.get().as_bytes());
             let route = event::route(raw);
-            let (reason, uuid, truncated_from, payload) = match route {
+            let (code, reason, uuid, truncated_from, payload) = match route {
                 Route::Publish { subject, uuid, .. } if payload.len() <= max_event_bytes => {
                     return Outgoing {
                         kind: Kind::Event,
@@ -254,6 +283,7 @@ fn outgoing<'a>(
                     };
                 }
                 Route::Publish { uuid, .. } => (
+                    "too_large",
                     Cow::Owned(format!(
                         "event of {} bytes is larger than the broker's messages allow ({max_event_bytes} bytes); its start is kept",
                         payload.len()
@@ -263,9 +293,10 @@ fn outgoing<'a>(
                     payload.slice(..max_event_bytes),
                 ),
                 Route::Unroutable(reason) if payload.len() <= max_event_bytes => {
-                    (Cow::Borrowed(reason), None, None, payload)
+                    ("unroutable", Cow::Borrowed(reason), None, None, payload)
                 }
                 Route::Unroutable(reason) => (
+                    "unroutable",
                     Cow::Borrowed(reason),
                     None,
                     Some(payload.len()),
@@ -281,6 +312,7 @@ fn outgoing<'a>(
             };
             Outgoing {
                 kind: Kind::DeadLetter {
+                    code,
                     reason,
                     uuid,
                     truncated_from,

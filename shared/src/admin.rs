@@ -1,22 +1,36 @@
 //! The admin endpoints both binaries serve on their `admin_listen` address: `/healthz` (the
-//! process is alive) and `/readyz` (it can do its job), plus the probe the container health
-//! check runs.
+//! process is alive), `/readyz` (it can do its job now) and `/metrics` (Prometheus), plus the
+//! probe the container health check runs.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Says whether the process can do its job now, or why not.
-pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// The content type of `/metrics`: OpenMetrics text, which Prometheus reads.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// `/healthz` and `/readyz`.
-pub fn router(readiness: Readiness) -> Router {
+/// How long a readiness check waits for the broker.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the admin endpoints ask of their process.
+pub trait Status: Send + Sync + 'static {
+    /// Whether the process can do its job now, or why not.
+    fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Its metrics, in the OpenMetrics text format.
+    fn metrics(&self) -> impl Future<Output = String> + Send;
+}
+
+/// `/healthz`, `/readyz` and `/metrics`.
+pub fn router<S: Status>(status: Arc<S>) -> Router {
     Router::new()
         .route(
             "/healthz",
@@ -24,11 +38,18 @@ pub fn router(readiness: Readiness) -> Router {
         )
         .route(
             "/readyz",
-            get(move || {
-                let readiness = readiness.clone();
-                async move { ready(readiness()) }
+            get(|State(status): State<Arc<S>>| async move { ready(status.ready().await) }),
+        )
+        .route(
+            "/metrics",
+            get(|State(status): State<Arc<S>>| async move {
+                (
+                    [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+                    status.metrics().await,
+                )
             }),
         )
+        .with_state(status)
 }
 
 fn ready(state: Result<(), String>) -> Response {
@@ -42,12 +63,41 @@ fn ready(state: Result<(), String>) -> Response {
     }
 }
 
+/// `registry` in the OpenMetrics text format.
+pub fn encode(registry: &Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)
+        .expect("writing to a String cannot fail");
+    text
+}
+
 /// Readiness of a NATS connection.
 pub fn nats_readiness(client: &async_nats::Client) -> Result<(), String> {
     match client.connection_state() {
         async_nats::connection::State::Connected => Ok(()),
         state => Err(format!("NATS connection is {state}")),
     }
+}
+
+/// Readiness of the broker: connected, and every one of `streams` there.
+pub async fn broker_readiness(
+    client: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+    streams: &[&str],
+) -> Result<(), String> {
+    nats_readiness(client)?;
+    for stream in streams {
+        match tokio::time::timeout(CHECK_TIMEOUT, js.get_stream(stream)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("stream {stream}: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "stream {stream}: no answer within {CHECK_TIMEOUT:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// GETs `path` on the admin address and succeeds on a 200. The container health check runs

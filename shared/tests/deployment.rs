@@ -190,6 +190,59 @@ fn services_wait_for_a_healthy_broker_and_check_their_own_health() {
 }
 
 #[test]
+fn the_tunnel_profile_runs_ngrok_against_the_receiver() {
+    let compose = compose();
+    let tunnel = service(&compose, "tunnel");
+    assert_eq!(
+        strings(&tunnel["profiles"]),
+        ["tunnel"],
+        "only with --profile tunnel"
+    );
+    let receiver = settings_of(service(&compose, "receiver"));
+    let command = strings(&tunnel["command"]);
+    assert_eq!(command[0], "http");
+    assert_eq!(
+        command[1],
+        format!("receiver:{}", receiver.receiver.listen.port()),
+        "ngrok forwards to the receiver's hook port"
+    );
+    let token = tunnel["environment"]["NGROK_AUTHTOKEN"]
+        .as_str()
+        .expect("NGROK_AUTHTOKEN is passed");
+    assert!(
+        token.starts_with("${NGROK_AUTHTOKEN:?"),
+        "compose refuses to start the tunnel without a token: {token}"
+    );
+    assert_eq!(
+        strings(&tunnel["ports"]),
+        ["127.0.0.1:4040:4040"],
+        "the inspector shows secret headers: loopback only"
+    );
+    assert_eq!(
+        tunnel["depends_on"]["receiver"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+}
+
+#[test]
+fn every_service_checks_its_health_and_restarts() {
+    let compose = compose();
+    let services = compose["services"].as_hash().expect("services");
+    for (name, service) in services {
+        let name = name.as_str().expect("a name");
+        assert!(
+            !service["healthcheck"]["test"].is_badvalue(),
+            "{name} has a health check"
+        );
+        assert_eq!(
+            service["restart"].as_str(),
+            Some("unless-stopped"),
+            "{name} restarts"
+        );
+    }
+}
+
+#[test]
 fn dockerfile_is_multi_stage_non_root_and_ships_the_config_it_points_at() {
     let text = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
     let stages = text.lines().filter(|l| l.starts_with("FROM ")).count();

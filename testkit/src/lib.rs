@@ -305,3 +305,53 @@ pub fn header<'a>(
 ) -> Option<&'a str> {
     message.headers.get(name).map(|value| value.as_str())
 }
+
+/// The value of one sample of a Prometheus text exposition: `name` with exactly these labels
+/// (in any order). `None` when there is no such sample.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if series_name != name {
+                return None;
+            }
+            let mut found: Vec<(&str, &str)> = series_labels
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    Some((k, v.trim_matches('"')))
+                })
+                .collect();
+            let mut wanted = labels.to_vec();
+            found.sort_unstable();
+            wanted.sort_unstable();
+            (found == wanted).then(|| value.parse().ok()).flatten()
+        })
+}
+
+/// GETs `/metrics` from an admin address.
+pub async fn scrape(http: &reqwest::Client, admin: SocketAddr) -> String {
+    let response = http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("/metrics answers");
+    assert_eq!(response.status(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    response.text().await.expect("a text body")
+}

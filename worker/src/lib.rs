@@ -6,11 +6,12 @@
 //! - [`Worker`]: connects, binds the consumers, runs until shutdown.
 //! - [`subscriber`]: pulling, concurrency, and the ack/retry/dead-letter rule.
 //! - [`action`]: the [`Action`](action::Action) trait; [`actions`]: the built-in ones.
-//! - [`dead_letter`]: what a dead letter records.
+//! - [`dead_letter`]: what a dead letter records. [`metrics`]: what `/metrics` reports.
 
 pub mod action;
 pub mod actions;
 pub mod dead_letter;
+pub mod metrics;
 pub mod subscriber;
 
 use std::net::SocketAddr;
@@ -19,11 +20,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::PullConsumer};
-use hookrelay::{Settings, admin, broker};
+use hookrelay::{Settings, admin, broker, subject};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::Metrics;
 use crate::subscriber::Subscriber;
 
 /// The worker, connected and bound, ready to [`run`](Worker::run).
@@ -32,6 +34,65 @@ pub struct Worker {
     consumers: Vec<(Arc<Subscriber>, PullConsumer)>,
     admin_listener: TcpListener,
     shutdown_grace: Duration,
+    status: Arc<WorkerStatus>,
+}
+
+/// What the worker's admin endpoints report.
+struct WorkerStatus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    streams: [String; 2],
+    /// Each consumer, with its subscriber's name and its event type.
+    consumers: Vec<(String, String, PullConsumer)>,
+    metrics: Arc<Metrics>,
+}
+
+/// How long a scrape or a readiness check waits for one consumer's state.
+const CONSUMER_INFO_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl admin::Status for WorkerStatus {
+    /// Ready when NATS is connected, both streams exist and every consumer is bound.
+    async fn ready(&self) -> Result<(), String> {
+        let [events, dead_letters] = &self.streams;
+        admin::broker_readiness(&self.client, &self.js, &[events, dead_letters]).await?;
+        for (subscriber, event_type, consumer) in &self.consumers {
+            let mut consumer = consumer.clone();
+            match tokio::time::timeout(CONSUMER_INFO_TIMEOUT, consumer.info()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Err(format!("consumer of {subscriber} for {event_type}: {e}"));
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "consumer of {subscriber} for {event_type}: no answer within {CONSUMER_INFO_TIMEOUT:?}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads each consumer's lag from JetStream, then encodes every metric.
+    async fn metrics(&self) -> String {
+        let lags = self
+            .consumers
+            .iter()
+            .map(|(subscriber, event_type, consumer)| async move {
+                let mut consumer = consumer.clone();
+                if let Ok(Ok(info)) =
+                    tokio::time::timeout(CONSUMER_INFO_TIMEOUT, consumer.info()).await
+                {
+                    self.metrics.consumer_lag(
+                        subscriber,
+                        event_type,
+                        info.num_pending,
+                        info.num_ack_pending,
+                    );
+                }
+            });
+        futures::future::join_all(lags).await;
+        self.metrics.encode()
+    }
 }
 
 impl Worker {
@@ -46,6 +107,7 @@ impl Worker {
             .await
             .with_context(|| format!("opening stream {}", settings.nats.stream))?;
 
+        let metrics = Arc::new(Metrics::default());
         let mut consumers = Vec::new();
         for subscriber_settings in &settings.worker.subscribers {
             let action = actions::build(&subscriber_settings.action).map_err(|e| {
@@ -55,6 +117,7 @@ impl Worker {
                 subscriber_settings.clone(),
                 action,
                 js.clone(),
+                metrics.clone(),
             ));
             let bound = subscriber.bind(&stream).await.with_context(|| {
                 format!("binding the consumers of subscriber {}", subscriber.name())
@@ -71,11 +134,33 @@ impl Worker {
         let admin_listener = TcpListener::bind(admin_listen)
             .await
             .with_context(|| format!("cannot listen on worker.admin_listen {admin_listen}"))?;
+        let status = Arc::new(WorkerStatus {
+            client: client.clone(),
+            js,
+            streams: [
+                settings.nats.stream.clone(),
+                settings.nats.dlq_stream.clone(),
+            ],
+            consumers: consumers
+                .iter()
+                .map(|(subscriber, consumer)| {
+                    let event_type = consumer.cached_info().config.filter_subject.as_str();
+                    let event_type = subject::event_type_of(event_type).unwrap_or_default();
+                    (
+                        subscriber.name().to_owned(),
+                        event_type.to_owned(),
+                        consumer.clone(),
+                    )
+                })
+                .collect(),
+            metrics,
+        });
         Ok(Worker {
             client,
             consumers,
             admin_listener,
             shutdown_grace: settings.worker.shutdown_grace,
+            status,
         })
     }
 
@@ -90,10 +175,8 @@ impl Worker {
     /// and settle (at most `shutdown_grace`), and flushes the connection.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let admin_addr = self.admin_addr();
-        let client = self.client.clone();
-        let readiness: admin::Readiness = Arc::new(move || admin::nats_readiness(&client));
         let admin = tokio::spawn(
-            axum::serve(self.admin_listener, admin::router(readiness))
+            axum::serve(self.admin_listener, admin::router(self.status))
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .into_future(),
         );

@@ -27,6 +27,7 @@ use tracing::Instrument;
 
 use crate::action::{Action, ActionError, Event};
 use crate::dead_letter::DeadLetter;
+use crate::metrics::{Metrics, Outcome};
 
 /// One configured subscriber with its action.
 pub struct Subscriber {
@@ -34,6 +35,7 @@ pub struct Subscriber {
     action: Arc<dyn Action>,
     js: jetstream::Context,
     permits: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 impl Subscriber {
@@ -41,6 +43,7 @@ impl Subscriber {
         settings: SubscriberSettings,
         action: Arc<dyn Action>,
         js: jetstream::Context,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(settings.concurrency));
         Subscriber {
@@ -48,6 +51,7 @@ impl Subscriber {
             action,
             js,
             permits,
+            metrics,
         }
     }
 
@@ -159,6 +163,7 @@ impl Subscriber {
             stream_sequence,
             attempt = delivered,
         );
+        let _in_flight = self.metrics.in_flight(&self.settings.name);
         async {
             let outcome = if delivered > i64::from(self.settings.max_deliver) {
                 Err(ActionError::Permanent(format!(
@@ -166,10 +171,16 @@ impl Subscriber {
                     self.settings.max_deliver
                 )))
             } else {
-                self.run_action(&message, stored_at).await
+                let started = std::time::Instant::now();
+                let outcome = self.run_action(&message, stored_at).await;
+                self.metrics
+                    .action_took(&self.settings.name, started.elapsed());
+                outcome
             };
-            self.settle(&message, stream_sequence, delivered, outcome)
+            let settled = self
+                .settle(&message, stream_sequence, delivered, outcome)
                 .await;
+            self.metrics.handled(&self.settings.name, settled);
         }
         .instrument(span)
         .await;
@@ -205,7 +216,7 @@ impl Subscriber {
         stream_sequence: u64,
         delivered: i64,
         outcome: Result<(), ActionError>,
-    ) {
+    ) -> Outcome {
         let attempts_left = delivered < i64::from(self.settings.max_deliver);
         let retry_delay = self
             .settings
@@ -217,10 +228,12 @@ impl Subscriber {
                 } else {
                     tracing::debug!("event handled");
                 }
+                Outcome::Ok
             }
             Err(ActionError::Transient(error)) if attempts_left => {
                 tracing::warn!(%error, retry_in = ?retry_delay, "action failed; retrying later");
                 self.nak(message, retry_delay).await;
+                Outcome::Retried
             }
             Err(error) => {
                 tracing::error!(%error, "action failed for good; dead-lettering the event");
@@ -236,10 +249,12 @@ impl Subscriber {
                         if let Err(e) = message.ack_with(AckKind::Term).await {
                             tracing::warn!(error = %e, "dead letter stored but the original not terminated; it will be dead-lettered again (deduplicated)");
                         }
+                        Outcome::DeadLettered
                     }
                     Err(e) => {
                         tracing::error!(error = %e, retry_in = ?retry_delay, "dead letter not stored; the event stays and is tried again");
                         self.nak(message, retry_delay).await;
+                        Outcome::Retried
                     }
                 }
             }

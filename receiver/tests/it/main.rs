@@ -4,3 +4,4 @@ mod faults;
 mod helpers;
 mod hook;
 mod hostile;
+mod operations;

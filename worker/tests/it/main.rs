@@ -4,4 +4,5 @@
 mod cluster;
 mod faults;
 mod helpers;
+mod operations;
 mod pipeline;

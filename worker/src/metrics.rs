@@ -1,0 +1,166 @@
+//! The worker's Prometheus metrics, served on `/metrics` of the admin address.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriberLabels {
+    subscriber: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    subscriber: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConsumerLabels {
+    subscriber: String,
+    event_type: String,
+}
+
+/// What became of one attempt at an event.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    /// The action succeeded and the event is acknowledged.
+    Ok,
+    /// The action failed and the event comes back after its backoff.
+    Retried,
+    /// The event is in the dead letters.
+    DeadLettered,
+}
+
+/// Every metric the worker keeps.
+pub struct Metrics {
+    registry: Registry,
+    handled: Family<OutcomeLabels, Counter>,
+    action_duration: Family<SubscriberLabels, Histogram, fn() -> Histogram>,
+    in_flight: Family<SubscriberLabels, Gauge>,
+    pending: Family<ConsumerLabels, Gauge>,
+    ack_pending: Family<ConsumerLabels, Gauge>,
+}
+
+/// Action latency buckets from 1 ms to about 65 s.
+fn action_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hookrelay_worker");
+        let handled = Family::default();
+        registry.register(
+            "events_handled",
+            "Attempts at events, by subscriber and outcome (`ok`, `retried`, `dead_lettered`)",
+            handled.clone(),
+        );
+        let action_duration = Family::new_with_constructor(action_histogram as fn() -> _);
+        registry.register_with_unit(
+            "action_duration",
+            "Time an action took, by subscriber, whatever its outcome",
+            Unit::Seconds,
+            action_duration.clone(),
+        );
+        let in_flight = Family::default();
+        registry.register(
+            "actions_in_flight",
+            "Actions running now, by subscriber",
+            in_flight.clone(),
+        );
+        let pending = Family::default();
+        registry.register(
+            "consumer_pending",
+            "Events stored but not yet handed to the subscriber (its lag), by subscriber and \
+             event type; read from JetStream at each scrape",
+            pending.clone(),
+        );
+        let ack_pending = Family::default();
+        registry.register(
+            "consumer_ack_pending",
+            "Events handed to the subscriber and not yet acknowledged (running or waiting for \
+             a retry), by subscriber and event type; read from JetStream at each scrape",
+            ack_pending.clone(),
+        );
+        Metrics {
+            registry,
+            handled,
+            action_duration,
+            in_flight,
+            pending,
+            ack_pending,
+        }
+    }
+}
+
+impl Metrics {
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        hookrelay::admin::encode(&self.registry)
+    }
+
+    pub(crate) fn handled(&self, subscriber: &str, outcome: Outcome) {
+        let outcome = match outcome {
+            Outcome::Ok => "ok",
+            Outcome::Retried => "retried",
+            Outcome::DeadLettered => "dead_lettered",
+        };
+        self.handled
+            .get_or_create(&OutcomeLabels {
+                subscriber: subscriber.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub(crate) fn action_took(&self, subscriber: &str, took: Duration) {
+        self.action_duration
+            .get_or_create(&SubscriberLabels {
+                subscriber: subscriber.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts an action as running until the guard is dropped.
+    pub(crate) fn in_flight(&self, subscriber: &str) -> InFlight {
+        let gauge = self.in_flight.get_or_create_owned(&SubscriberLabels {
+            subscriber: subscriber.to_owned(),
+        });
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    pub(crate) fn consumer_lag(
+        &self,
+        subscriber: &str,
+        event_type: &str,
+        pending: u64,
+        ack_pending: usize,
+    ) {
+        let labels = ConsumerLabels {
+            subscriber: subscriber.to_owned(),
+            event_type: event_type.to_owned(),
+        };
+        self.pending
+            .get_or_create(&labels)
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.ack_pending
+            .get_or_create(&labels)
+            .set(i64::try_from(ack_pending).unwrap_or(i64::MAX));
+    }
+}
+
+/// An action counted in `actions_in_flight` while this lives.
+pub(crate) struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
