@@ -3,12 +3,12 @@
 //! body is read, and compared in constant time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::{Choice, ConstantTimeEq};
 
@@ -93,7 +93,12 @@ pub async fn require_secret(
         next.run(request).await
     } else {
         state.secret.refusals.refused(&state.secret.header);
-        ApiError::Unauthorized.into_response()
+        crate::answer(
+            &state,
+            crate::metrics::Route::Hook,
+            Instant::now(),
+            Err::<(), _>(ApiError::Unauthorized),
+        )
     }
 }
 

@@ -5,10 +5,6 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-/// The error code of an answer, kept in its extensions for the metrics.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
-
 /// What went wrong with a request, as the caller is told.
 #[derive(Debug)]
 pub enum ApiError {
@@ -33,6 +29,12 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The status and the error code (`unauthorized`, …) of this answer.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        let (status, code, _) = self.parts();
+        (status, code)
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::Unauthorized => (
@@ -75,12 +77,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        let mut response = (
+        (
             status,
             Json(serde_json::json!({ "error": code, "message": message })),
         )
-            .into_response();
-        response.extensions_mut().insert(ErrorCode(code));
-        response
+            .into_response()
     }
 }

@@ -17,7 +17,7 @@ pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::HeaderSecret;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Route};
 use crate::publish::{PublishError, Publisher};
 
 /// The header Okta's verification request carries its challenge in.
@@ -79,27 +79,63 @@ impl AppState {
 
 /// The hook routes: `GET path` answers verification, `POST path` stores a delivery. Every
 /// other path is a JSON 404, every other method a JSON 405.
+///
+/// Each answer counts itself in the metrics (cheaper than a middleware around every request).
 pub fn router(path: &str, max_body_bytes: usize, state: AppState) -> Router {
     let hook = get(verify)
         .post(deliver)
-        .fallback(|| async { ApiError::MethodNotAllowed });
+        .fallback(|State(state): State<AppState>| async move {
+            answer(
+                &state,
+                Route::Hook,
+                Instant::now(),
+                Err::<(), _>(ApiError::MethodNotAllowed),
+            )
+        });
     Router::new()
         .route(path, hook)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_secret,
         ))
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(|State(state): State<AppState>| async move {
+            answer(
+                &state,
+                Route::Unmatched,
+                Instant::now(),
+                Err::<(), _>(ApiError::NotFound),
+            )
+        })
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::record,
-        ))
         .with_state(state)
 }
 
+/// Counts `result` in the metrics and turns it into the answer.
+fn answer(
+    state: &AppState,
+    route: Route,
+    started: Instant,
+    result: Result<impl IntoResponse, ApiError>,
+) -> Response {
+    let (status, error) = match &result {
+        Ok(_) => (StatusCode::OK, None),
+        Err(e) => {
+            let (status, code) = e.status_and_code();
+            (status, Some(code))
+        }
+    };
+    state
+        .metrics
+        .answered(route, status, error, started.elapsed());
+    result.into_response()
+}
+
 /// Okta's one-time verification: echo the challenge as `{"verification": "<value>"}`.
-async fn verify(headers: HeaderMap) -> Result<Response, ApiError> {
+async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    answer(&state, Route::Hook, Instant::now(), challenge(&headers))
+}
+
+fn challenge(headers: &HeaderMap) -> Result<Response, ApiError> {
     let challenge = headers
         .get(CHALLENGE_HEADER)
         .ok_or(ApiError::BadChallenge(
@@ -112,21 +148,24 @@ async fn verify(headers: HeaderMap) -> Result<Response, ApiError> {
 }
 
 /// A delivery: 200 once JetStream has stored every event, 503 if it could not in time.
-async fn deliver(State(state): State<AppState>, request: Request) -> Result<StatusCode, ApiError> {
+async fn deliver(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let result = store(&state, request).await;
+    answer(&state, Route::Hook, started, result)
+}
+
+async fn store(state: &AppState, request: Request) -> Result<StatusCode, ApiError> {
     if !is_json(request.headers()) {
         return Err(ApiError::UnsupportedMediaType);
     }
     let okta_request_id = request.headers().get(OKTA_REQUEST_ID_HEADER).cloned();
-    let body = tokio::time::timeout(
-        state.body_read_timeout,
-        Bytes::from_request(request, &state),
-    )
-    .await
-    .map_err(|_| ApiError::BodyTimeout)?
-    .map_err(|rejection| ApiError::Body {
-        status: rejection.status(),
-        message: rejection.body_text(),
-    })?;
+    let body = tokio::time::timeout(state.body_read_timeout, Bytes::from_request(request, state))
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?
+        .map_err(|rejection| ApiError::Body {
+            status: rejection.status(),
+            message: rejection.body_text(),
+        })?;
     let okta_request_id = okta_request_id
         .as_ref()
         .and_then(|value| value.to_str().ok())

@@ -1,29 +1,43 @@
 //! The receiver's Prometheus metrics, served on `/metrics` of the admin address.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::AppState;
-use crate::error::ErrorCode;
+/// Which route an answer counts under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The hook path (`receiver.path`), any method.
+    Hook,
+    /// Any other path.
+    Unmatched,
+}
+
+impl Route {
+    fn label(self) -> &'static str {
+        match self {
+            Route::Hook => "hook",
+            Route::Unmatched => "unmatched",
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,7 +56,9 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
-/// Every metric the receiver keeps.
+/// Every metric the receiver keeps. The series every delivery touches are looked up once, at
+/// start (hook requests answered 200) or at an event type's first event, so that counting
+/// costs a delivery a few atomic increments and no allocation.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -51,6 +67,10 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     dead_lettered: Family<ReasonLabels, Counter>,
     publish_duration: Histogram,
+    hook_ok: Counter,
+    hook_duration: Histogram,
+    /// `[stored, duplicate]` of each event type seen.
+    event_counters: RwLock<HashMap<String, [Counter; 2]>>,
 }
 
 impl Default for Metrics {
@@ -59,7 +79,7 @@ impl Default for Metrics {
         let requests = Family::default();
         registry.register(
             "requests",
-            "HTTP requests answered, by route (the path pattern, or `unmatched`) and status",
+            "HTTP requests answered, by route (`hook`: receiver.path, or `unmatched`) and status",
             requests.clone(),
         );
         let request_duration = Family::new_with_constructor(latency_histogram as fn() -> _);
@@ -96,6 +116,13 @@ impl Default for Metrics {
             Unit::Seconds,
             publish_duration.clone(),
         );
+        let hook_ok = requests.get_or_create_owned(&RequestLabels {
+            route: Route::Hook.label(),
+            status: 200,
+        });
+        let hook_duration = request_duration.get_or_create_owned(&RouteLabels {
+            route: Route::Hook.label(),
+        });
         Metrics {
             registry,
             requests,
@@ -104,6 +131,9 @@ impl Default for Metrics {
             events,
             dead_lettered,
             publish_duration,
+            hook_ok,
+            hook_duration,
+            event_counters: RwLock::default(),
         }
     }
 }
@@ -115,13 +145,26 @@ impl Metrics {
     }
 
     pub(crate) fn event_published(&self, event_type: &str, duplicate: bool) {
-        let outcome = if duplicate { "duplicate" } else { "stored" };
-        self.events
-            .get_or_create(&EventLabels {
-                event_type: event_type.to_owned(),
-                outcome,
-            })
-            .inc();
+        let index = usize::from(duplicate);
+        let known = self
+            .event_counters
+            .read()
+            .expect("not poisoned")
+            .get(event_type)
+            .map(|counters| counters[index].inc());
+        if known.is_none() {
+            let counters = ["stored", "duplicate"].map(|outcome| {
+                self.events.get_or_create_owned(&EventLabels {
+                    event_type: event_type.to_owned(),
+                    outcome,
+                })
+            });
+            counters[index].inc();
+            self.event_counters
+                .write()
+                .expect("not poisoned")
+                .insert(event_type.to_owned(), counters);
+        }
     }
 
     pub(crate) fn event_dead_lettered(&self, reason: &'static str) {
@@ -134,45 +177,34 @@ impl Metrics {
         self.publish_duration.observe(took.as_secs_f64());
     }
 
-    fn answered(
+    pub(crate) fn answered(
         &self,
-        route: String,
+        route: Route,
         status: StatusCode,
-        error: Option<&ErrorCode>,
+        error: Option<&'static str>,
         took: Duration,
     ) {
-        if let Some(ErrorCode(reason)) = error {
+        if route == Route::Hook {
+            self.hook_duration.observe(took.as_secs_f64());
+            if status == StatusCode::OK {
+                self.hook_ok.inc();
+                return;
+            }
+        } else {
+            self.request_duration
+                .get_or_create(&RouteLabels {
+                    route: route.label(),
+                })
+                .observe(took.as_secs_f64());
+        }
+        if let Some(reason) = error {
             self.rejected.get_or_create(&ReasonLabels { reason }).inc();
         }
-        self.request_duration
-            .get_or_create(&RouteLabels {
-                route: route.clone(),
-            })
-            .observe(took.as_secs_f64());
         self.requests
             .get_or_create(&RequestLabels {
-                route,
+                route: route.label(),
                 status: status.as_u16(),
             })
             .inc();
     }
-}
-
-/// Middleware on every route: counts and times each request.
-pub async fn record(
-    State(state): State<AppState>,
-    matched: Option<MatchedPath>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let response = next.run(request).await;
-    state.metrics.answered(
-        route,
-        response.status(),
-        response.extensions().get::<ErrorCode>(),
-        started.elapsed(),
-    );
-    response
 }

@@ -106,7 +106,7 @@ pub struct ReceiverSettings {
     pub listen: SocketAddr,
     /// Path of the hook endpoint: the hook URL is `https://<tunnel><path>`.
     pub path: String,
-    /// Address of `/healthz` and `/readyz`; never expose it through the tunnel.
+    /// Address of `/healthz`, `/readyz` and `/metrics`; never expose it through the tunnel.
     pub admin_listen: SocketAddr,
     /// How long a delivery may wait for JetStream's acknowledgements before the receiver
     /// answers 503, so that Okta retries. Keep it under Okta's 3 s timeout.
@@ -211,7 +211,7 @@ impl AuthSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerSettings {
-    /// Address of `/healthz` and `/readyz`.
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
     pub admin_listen: SocketAddr,
     /// How long a shutdown waits for running actions before it gives up on them (they are
     /// then delivered again after `ack_wait`).

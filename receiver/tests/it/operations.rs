@@ -52,7 +52,7 @@ async fn metrics_count_requests_events_and_rejections() {
     let value = |name: &str, labels: &[(&str, &str)]| {
         metric(&text, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} in\n{text}"))
     };
-    let hook = ("route", "/okta/events");
+    let hook = ("route", "hook");
     assert_eq!(
         value(
             "hookrelay_receiver_requests_total",
