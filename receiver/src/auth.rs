@@ -3,7 +3,7 @@
 //! body is read, and compared in constant time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName};
@@ -93,12 +93,7 @@ pub async fn require_secret(
         next.run(request).await
     } else {
         state.secret.refusals.refused(&state.secret.header);
-        crate::answer(
-            &state,
-            crate::metrics::Route::Hook,
-            Instant::now(),
-            Err::<(), _>(ApiError::Unauthorized),
-        )
+        crate::refuse(&state, crate::metrics::Route::Hook, ApiError::Unauthorized)
     }
 }
 

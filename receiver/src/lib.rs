@@ -85,12 +85,7 @@ pub fn router(path: &str, max_body_bytes: usize, state: AppState) -> Router {
     let hook = get(verify)
         .post(deliver)
         .fallback(|State(state): State<AppState>| async move {
-            answer(
-                &state,
-                Route::Hook,
-                Instant::now(),
-                Err::<(), _>(ApiError::MethodNotAllowed),
-            )
+            refuse(&state, Route::Hook, ApiError::MethodNotAllowed)
         });
     Router::new()
         .route(path, hook)
@@ -99,12 +94,7 @@ pub fn router(path: &str, max_body_bytes: usize, state: AppState) -> Router {
             auth::require_secret,
         ))
         .fallback(|State(state): State<AppState>| async move {
-            answer(
-                &state,
-                Route::Unmatched,
-                Instant::now(),
-                Err::<(), _>(ApiError::NotFound),
-            )
+            refuse(&state, Route::Unmatched, ApiError::NotFound)
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -128,6 +118,11 @@ fn answer(
         .metrics
         .answered(route, status, error, started.elapsed());
     result.into_response()
+}
+
+/// Counts and answers a request refused before any work.
+fn refuse(state: &AppState, route: Route, error: ApiError) -> Response {
+    answer(state, route, Instant::now(), Err::<(), _>(error))
 }
 
 /// Okta's one-time verification: echo the challenge as `{"verification": "<value>"}`.
