@@ -272,9 +272,10 @@ fn outgoing<'a>(
         .enumerate()
         .map(|(index, raw)| {
             let payload = body.slice_ref(raw.get().as_bytes());
-            let route = event::route(raw);
-            let (code, reason, uuid, truncated_from, payload) = match route {
-                Route::Publish { subject, uuid, .. } if payload.len() <= max_event_bytes => {
+            let size = payload.len();
+            let too_large = size > max_event_bytes;
+            let (code, reason, uuid) = match event::route(raw) {
+                Route::Publish { subject, uuid, .. } if !too_large => {
                     return Outgoing {
                         kind: Kind::Event,
                         subject,
@@ -285,23 +286,17 @@ fn outgoing<'a>(
                 Route::Publish { uuid, .. } => (
                     "too_large",
                     Cow::Owned(format!(
-                        "event of {} bytes is larger than the broker's messages allow ({max_event_bytes} bytes); its start is kept",
-                        payload.len()
+                        "event of {size} bytes is larger than the broker's messages allow \
+                         ({max_event_bytes} bytes); its start is kept"
                     )),
                     Some(uuid.into_owned()),
-                    Some(payload.len()),
-                    payload.slice(..max_event_bytes),
                 ),
-                Route::Unroutable(reason) if payload.len() <= max_event_bytes => {
-                    ("unroutable", Cow::Borrowed(reason), None, None, payload)
-                }
-                Route::Unroutable(reason) => (
-                    "unroutable",
-                    Cow::Borrowed(reason),
-                    None,
-                    Some(payload.len()),
-                    payload.slice(..max_event_bytes),
-                ),
+                Route::Unroutable(reason) => ("unroutable", Cow::Borrowed(reason), None),
+            };
+            let (payload, truncated_from) = if too_large {
+                (payload.slice(..max_event_bytes), Some(size))
+            } else {
+                (payload, None)
             };
             tracing::warn!(%reason, index, delivery_id, "event dead-lettered");
             // Okta's retry of this delivery carries the same uuid, or the same eventId.
