@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             telemetry::init(&settings.log)?;
             let app = receiver::Application::build(&settings).await?;
-            app.run(shutdown::on_signal()).await
+            app.run(shutdown::on_signal()?).await
         }
     }
 }

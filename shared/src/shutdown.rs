@@ -3,41 +3,37 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// Returns a token that is cancelled on the first SIGINT or SIGTERM.
-pub fn on_signal() -> CancellationToken {
+/// Returns a token that is cancelled on the first SIGINT or SIGTERM. The handlers are in place
+/// when this returns, so a signal that comes right after start-up is a clean stop, not the
+/// default action (which kills the process).
+#[cfg(unix)]
+pub fn on_signal() -> std::io::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(cancel_when(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    }))
+}
+
+/// Returns a token that is cancelled on Ctrl-C.
+#[cfg(not(unix))]
+pub fn on_signal() -> std::io::Result<CancellationToken> {
+    Ok(cancel_when(async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))
+}
+
+fn cancel_when(signal: impl Future<Output = ()> + Send + 'static) -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         tracing::info!("shutdown requested");
         cancel.cancel();
     });
     token
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

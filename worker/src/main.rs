@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run => {
             telemetry::init(&settings.log)?;
             let worker = worker::Worker::build(&settings).await?;
-            worker.run(shutdown::on_signal()).await
+            worker.run(shutdown::on_signal()?).await
         }
     }
 }
