@@ -73,12 +73,16 @@ pub fn server_urls(url: &str) -> Vec<&str> {
         .collect()
 }
 
-/// The events stream: every routable event on `okta.events.>`, deduplicated on its uuid.
+/// The events stream: every routable event on `okta.events.>`, deduplicated on its uuid, and
+/// dead letters replayed to one subscriber on `okta.replay.>`.
 pub fn events_stream_config(settings: &NatsSettings) -> stream::Config {
     stream::Config {
         name: settings.stream.clone(),
         description: Some("Okta events received by hookrelay".into()),
-        subjects: vec![format!("{}.>", subject::EVENTS_PREFIX)],
+        subjects: vec![
+            format!("{}.>", subject::EVENTS_PREFIX),
+            format!("{}.>", subject::REPLAY_PREFIX),
+        ],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         max_age: settings.retention,

@@ -1,12 +1,15 @@
 //! Subject and header names, and the checks that keep anything unsafe out of them.
 //!
 //! Events live on `okta.events.<eventType>` (an event type such as `user.lifecycle.create`
-//! spans several subject tokens), dead letters on `okta.dlq.<subscriber>`.
+//! spans several subject tokens), dead letters on `okta.dlq.<subscriber>`, and dead letters
+//! replayed to one subscriber on `okta.replay.<subscriber>.<eventType>` (in the events stream).
 
 /// Subjects of the events stream start with this.
 pub const EVENTS_PREFIX: &str = "okta.events";
 /// Subjects of the dead-letter stream start with this.
 pub const DLQ_PREFIX: &str = "okta.dlq";
+/// Subjects of replayed dead letters start with this; they live in the events stream.
+pub const REPLAY_PREFIX: &str = "okta.replay";
 /// The dead-letter token of events the receiver could not route (`okta.dlq.receiver`).
 pub const RECEIVER_DLQ_TOKEN: &str = "receiver";
 
@@ -43,12 +46,22 @@ pub mod header {
     pub const DEAD_LETTERED_AT: &str = "Hookrelay-Dead-Lettered-At";
 }
 
-/// The event type of an event subject (`okta.events.<eventType>`), if it is one.
+/// The event type of an event subject, `okta.events.<eventType>` or a replay's
+/// `okta.replay.<subscriber>.<eventType>`, if it is one.
 pub fn event_type_of(subject: &str) -> Option<&str> {
-    subject
-        .strip_prefix(EVENTS_PREFIX)?
-        .strip_prefix('.')
-        .filter(|event_type| !event_type.is_empty())
+    let event_type = match subject.strip_prefix(EVENTS_PREFIX) {
+        Some(rest) => rest.strip_prefix('.')?,
+        None => {
+            let rest = subject.strip_prefix(REPLAY_PREFIX)?.strip_prefix('.')?;
+            rest.split_once('.')?.1
+        }
+    };
+    Some(event_type).filter(|event_type| !event_type.is_empty())
+}
+
+/// The subject that replays an event of this type to one subscriber only.
+pub fn replay_subject(subscriber: &str, event_type: &str) -> String {
+    format!("{REPLAY_PREFIX}.{subscriber}.{event_type}")
 }
 
 /// The subject of an event of this type. The type must pass [`is_valid_event_type`].
@@ -108,6 +121,11 @@ pub fn durable_name(subscriber: &str, event_type: &str) -> String {
     format!("{subscriber}_{}", event_type.replace('.', "_"))
 }
 
+/// The durable consumer name of a subscriber's replayed dead letters: `user-added__replay`.
+pub fn replay_durable_name(subscriber: &str) -> String {
+    format!("{subscriber}__replay")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +137,11 @@ mod tests {
         assert_eq!(event_type_of("okta.events."), None);
         assert_eq!(event_type_of("okta.eventsx.a"), None);
         assert_eq!(event_type_of("okta.dlq.receiver"), None);
+        let replay = replay_subject("user-added", "user.lifecycle.create");
+        assert_eq!(replay, "okta.replay.user-added.user.lifecycle.create");
+        assert_eq!(event_type_of(&replay), Some("user.lifecycle.create"));
+        assert_eq!(event_type_of("okta.replay.user-added"), None);
+        assert_eq!(event_type_of("okta.replay.user-added."), None);
     }
 
     #[test]

@@ -26,9 +26,14 @@ impl DeadLetter<'_> {
     pub async fn publish(&self, js: &jetstream::Context) -> Result<(), async_nats::Error> {
         let mut headers = HeaderMap::new();
         if let Some(original) = &self.message.headers {
+            // A replayed dead letter already names its event; its message id is the replay's.
+            let replayed = original.get(header::EVENT_UUID).is_some();
             for (name, values) in original.iter() {
                 let name: &str = name.as_ref();
                 if name.eq_ignore_ascii_case("Nats-Msg-Id") {
+                    if replayed {
+                        continue;
+                    }
                     for value in values {
                         headers.append(header::EVENT_UUID, value.as_str());
                     }
@@ -45,7 +50,10 @@ impl DeadLetter<'_> {
             subject::header_safe(self.error, MAX_ERROR_LEN).as_str(),
         );
         headers.insert(header::DELIVERY_COUNT, self.delivered.to_string().as_str());
-        headers.insert(header::ORIGINAL_SUBJECT, self.message.subject.as_str());
+        // The event's own subject, also for a replay (`okta.replay.<subscriber>.<type>`).
+        let original_subject = subject::event_type_of(&self.message.subject)
+            .map_or_else(|| self.message.subject.to_string(), subject::event_subject);
+        headers.insert(header::ORIGINAL_SUBJECT, original_subject.as_str());
         headers.insert(
             header::ORIGINAL_SEQUENCE,
             self.stream_sequence.to_string().as_str(),

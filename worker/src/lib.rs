@@ -144,8 +144,10 @@ impl Worker {
             consumers: consumers
                 .iter()
                 .map(|(subscriber, consumer)| {
-                    let event_type = consumer.cached_info().config.filter_subject.as_str();
-                    let event_type = subject::event_type_of(event_type).unwrap_or_default();
+                    let filter = consumer.cached_info().config.filter_subject.as_str();
+                    let event_type = subject::event_type_of(filter)
+                        .filter(|_| filter.starts_with(subject::EVENTS_PREFIX))
+                        .unwrap_or("replay");
                     (
                         subscriber.name().to_owned(),
                         event_type.to_owned(),

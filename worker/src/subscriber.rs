@@ -59,21 +59,33 @@ impl Subscriber {
         &self.settings.name
     }
 
-    /// Creates (or updates) the durable consumer of each event type on `stream`.
+    /// Creates (or updates) the durable consumer of each event type on `stream`, and the one
+    /// of the subscriber's replayed dead letters (`okta.replay.<subscriber>.>`, last).
     pub async fn bind(
         &self,
         stream: &jetstream::stream::Stream,
     ) -> Result<Vec<PullConsumer>, jetstream::stream::ConsumerError> {
-        let mut consumers = Vec::with_capacity(self.settings.event_types.len());
-        for event_type in &self.settings.event_types {
-            let durable = subject::durable_name(&self.settings.name, event_type);
+        let name = &self.settings.name;
+        let mut wanted: Vec<_> = (self.settings.event_types.iter())
+            .map(|event_type| {
+                (
+                    subject::durable_name(name, event_type),
+                    format!("hookrelay subscriber {name} for {event_type}"),
+                    subject::event_subject(event_type),
+                )
+            })
+            .collect();
+        wanted.push((
+            subject::replay_durable_name(name),
+            format!("hookrelay subscriber {name}: replayed dead letters"),
+            format!("{}.{name}.>", subject::REPLAY_PREFIX),
+        ));
+        let mut consumers = Vec::with_capacity(wanted.len());
+        for (durable, description, filter_subject) in wanted {
             let config = jetstream::consumer::pull::Config {
                 durable_name: Some(durable),
-                description: Some(format!(
-                    "hookrelay subscriber {} for {event_type}",
-                    self.settings.name
-                )),
-                filter_subject: subject::event_subject(event_type),
+                description: Some(description),
+                filter_subject,
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: self.settings.ack_wait,
@@ -153,10 +165,16 @@ impl Subscriber {
         };
         let headers = message.headers.as_ref();
         let value = |name: &str| headers.and_then(|h| h.get(name)).map_or("", |v| v.as_str());
+        // A replayed dead letter names its event in its own header; its message id is the
+        // replay's.
+        let uuid = match value(header::EVENT_UUID) {
+            "" => value("Nats-Msg-Id"),
+            uuid => uuid,
+        };
         let span = tracing::info_span!(
             "event",
             subscriber = %self.settings.name,
-            event_uuid = %value("Nats-Msg-Id"),
+            event_uuid = %uuid,
             event_type = subject::event_type_of(&message.subject).unwrap_or_default(),
             delivery_id = %value(header::DELIVERY_ID),
             okta_request_id = %value(header::OKTA_REQUEST_ID),
