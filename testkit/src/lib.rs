@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 mod downstream;
 pub mod load;
+pub mod system_log;
 pub use downstream::{Downstream, Recorded, Reply};
 
 /// A `nats-server` with JetStream, on a free loopback port, storing into a temporary directory.
