@@ -1,0 +1,26 @@
+//! `hookrelayctl`: tools for the people who run hookrelay.
+//!
+//! # Layout
+//! - [`simulate`]: Okta's verification and preview-like deliveries, sent to any receiver.
+//! - [`dead_letters`]: list, show and replay what subscribers gave up on.
+//! - [`backfill`]: fetch what a hook missed from Okta's System Log API and store it.
+//! - [`progress`]: the progress lines long runs print.
+
+pub mod backfill;
+pub mod dead_letters;
+pub mod progress;
+pub mod simulate;
+
+use std::time::Duration;
+
+/// An HTTP client for the tools: rustls with ring (as async-nats uses), no redirects followed
+/// (a redirected hook or API URL is a configuration mistake to report, not to paper over).
+pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    // Installing fails only when a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("hookrelayctl/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}

@@ -1,0 +1,7 @@
+//! `hookrelayctl` run as a real process against a real nats-server, a receiver serving real
+//! HTTP, a worker, and fakes of what stands outside (a downstream, Okta's System Log).
+
+mod backfill;
+mod dead_letters;
+mod helpers;
+mod simulate;

@@ -1,0 +1,138 @@
+//! `hookrelayctl simulate` against a real receiver, and against receivers that get Okta wrong.
+
+use axum::routing::get;
+use hookrelay_testkit::{NatsServer, default_config, stored_messages, test_env};
+use serde_json::Value;
+
+use crate::helpers::{Receiver, ctl, settings};
+
+#[tokio::test]
+async fn it_verifies_and_delivers_preview_like_events_that_the_receiver_stores() {
+    let nats = NatsServer::start();
+    let env = test_env(&nats, &[]);
+    let config = default_config();
+    let receiver = Receiver::start(&settings(&config, &env)).await;
+
+    let run = ctl(
+        &env,
+        &config,
+        &[
+            "simulate",
+            "--url",
+            &receiver.url,
+            "--count",
+            "5",
+            "--batch",
+            "2",
+            "--alternate-id",
+            "ada@example.com",
+        ],
+    )
+    .await
+    .ok();
+    assert!(run.stdout.contains("verification ok"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("3 deliveries (5 events): 3 answered 2xx, 0 retried, 0 failed"),
+        "{}",
+        run.stdout
+    );
+
+    // The preview's sample without a real event.
+    ctl(
+        &env,
+        &config,
+        &[
+            "simulate",
+            "--url",
+            &receiver.url,
+            "--null-target",
+            "--skip-verification",
+        ],
+    )
+    .await
+    .ok();
+
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let stored = stored_messages(&async_nats::jetstream::new(client), "OKTA_EVENTS").await;
+    assert_eq!(stored.len(), 6);
+    let events: Vec<Value> = (stored.iter())
+        .map(|m| serde_json::from_slice(&m.payload).expect("JSON"))
+        .collect();
+    for event in &events[..5] {
+        assert_eq!(event["eventType"], "user.lifecycle.create");
+        assert_eq!(event["target"][0]["alternateId"], "ada@example.com");
+    }
+    assert!(events[5]["target"].is_null());
+    assert!(
+        stored
+            .iter()
+            .all(|m| m.subject.as_str() == "okta.events.user.lifecycle.create")
+    );
+}
+
+#[tokio::test]
+async fn a_secret_the_receiver_refuses_fails_the_run_and_says_so() {
+    let nats = NatsServer::start();
+    let env = test_env(&nats, &[]);
+    let config = default_config();
+    let receiver = Receiver::start(&settings(&config, &env)).await;
+    let wrong = test_env(
+        &nats,
+        &[("HOOKRELAY__RECEIVER__AUTH__SECRET", "Basic bm90OnRoaXM=")],
+    );
+
+    let run = ctl(&wrong, &config, &["simulate", "--url", &receiver.url]).await;
+    assert!(!run.success);
+    assert!(run.stdout.contains("verification FAILED"), "{}", run.stdout);
+    assert!(run.stdout.contains("401"), "{}", run.stdout);
+    assert!(run.stdout.contains("refused the secret"), "{}", run.stdout);
+
+    let run = ctl(
+        &wrong,
+        &config,
+        &["simulate", "--url", &receiver.url, "--skip-verification"],
+    )
+    .await;
+    assert!(!run.success);
+    assert!(run.stdout.contains("1 failed"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("Okta would not retry it"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_challenge_echoed_as_plain_text_fails_verification() {
+    // The guide's most common mistake: the challenge sent back, but not as JSON.
+    let app = axum::Router::new().route(
+        "/hook",
+        get(|headers: axum::http::HeaderMap| async move {
+            headers["x-okta-verification-challenge"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let nats = NatsServer::start();
+
+    let run = ctl(
+        &test_env(&nats, &[]),
+        &default_config(),
+        &["simulate", "--url", &url],
+    )
+    .await;
+    assert!(!run.success);
+    assert!(run.stdout.contains("verification FAILED"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("not as the JSON body"),
+        "{}",
+        run.stdout
+    );
+    // Okta sends nothing to a hook that failed verification; neither does the simulation.
+    assert!(run.stdout.contains("0 deliveries"), "{}", run.stdout);
+}
