@@ -97,8 +97,10 @@ impl Subscriber {
         Ok(consumers)
     }
 
-    /// Pulls from `consumer` until `shutdown`, handing each event to the action on `tracker`.
-    /// Never takes more events than it has free action slots.
+    /// Pulls from `consumer` until `shutdown`, handing each event to the action on `tracker`
+    /// once one of the subscriber's `concurrency` slots is free. A slot is taken only when an
+    /// event is there: a consumer with nothing to deliver (most often the replay consumer)
+    /// holds none, so it never starves the subscriber's other consumers.
     pub async fn consume(
         self: Arc<Self>,
         consumer: PullConsumer,
@@ -124,18 +126,17 @@ impl Subscriber {
                 }
             };
             loop {
-                let permit = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    permit = self.permits.clone().acquire_owned() => {
-                        permit.expect("the semaphore is never closed")
-                    }
-                };
                 let next = tokio::select! {
                     () = shutdown.cancelled() => return,
                     next = messages.next() => next,
                 };
                 match next {
                     Some(Ok(message)) => {
+                        let Some(permit) = self.slot_for(&message, &shutdown).await else {
+                            // Not started: let another worker have it now.
+                            self.nak(&message, Duration::ZERO).await;
+                            return;
+                        };
                         let this = self.clone();
                         tracker.spawn(async move {
                             this.process(message).await;
@@ -149,6 +150,31 @@ impl Subscriber {
                         break;
                     }
                     None => break,
+                }
+            }
+        }
+    }
+
+    /// Waits for a free action slot for `message`, telling JetStream the message is in
+    /// progress every half `ack_wait` meanwhile (so it is not delivered again while it waits).
+    /// `None` on shutdown.
+    async fn slot_for(
+        &self,
+        message: &jetstream::Message,
+        shutdown: &CancellationToken,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let period = self.settings.ack_wait / 2;
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                permit = self.permits.clone().acquire_owned() => {
+                    return Some(permit.expect("the semaphore is never closed"));
+                }
+                _ = keepalive.tick() => {
+                    if let Err(e) = message.ack_with(AckKind::Progress).await {
+                        tracing::warn!(error = %e, "could not extend the ack deadline of a waiting event");
+                    }
                 }
             }
         }
