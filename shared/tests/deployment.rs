@@ -252,10 +252,21 @@ fn dockerfile_is_multi_stage_non_root_and_ships_the_config_it_points_at() {
         runtime.contains("USER nonroot"),
         "the runtime stage runs as non-root"
     );
-    assert!(
-        text.contains("-p receiver -p worker"),
-        "both binaries are built"
-    );
+    for (package, binary) in [
+        ("receiver", "receiver"),
+        ("worker", "worker"),
+        ("hookrelay-tools", "hookrelayctl"),
+    ] {
+        assert!(text.contains(&format!("-p {package}")), "{binary} is built");
+        assert!(
+            text.contains(&format!("target/release/{binary}")),
+            "{binary} is installed in the build stage"
+        );
+        assert!(
+            runtime.contains(&format!("/usr/local/bin/{binary}")),
+            "{binary} is in the image"
+        );
+    }
     assert!(text.contains("--locked"), "the build uses Cargo.lock");
     let config = runtime
         .lines()
