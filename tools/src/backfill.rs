@@ -25,8 +25,8 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::value::RawValue;
 
-use crate::dead_letters::read_stream;
 use crate::progress::Progress;
+use crate::read_stream;
 
 /// How far an event's stored time may precede its `published` time (clocks of Okta and of the
 /// broker differ): the stream is read from this much before `since`.

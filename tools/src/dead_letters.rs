@@ -13,12 +13,12 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, message::PublishMessage, stream::Stream};
-use futures::StreamExt as _;
 use hookrelay::Settings;
 use hookrelay::subject::{self, header};
 use serde::Serialize;
 
 use crate::progress::Progress;
+use crate::read_stream;
 
 /// One dead letter, as the list shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -33,18 +33,12 @@ pub struct DeadLetter {
     /// How many times the subscriber was handed the event.
     pub deliveries: Option<u64>,
     /// When it was dead-lettered (stored in the dead-letter stream).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(serialize_with = "rfc3339")]
     pub stored: SystemTime,
 }
 
-/// RFC 3339 in JSON output.
-mod humantime_serde_compat {
-    pub fn serialize<S: serde::Serializer>(
-        time: &std::time::SystemTime,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&humantime::format_rfc3339_millis(*time))
-    }
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_millis(*time))
 }
 
 /// Which dead letters a command applies to: every given criterion must match (several values
@@ -95,39 +89,6 @@ impl DeadLetter {
             stored,
         }
     }
-}
-
-/// Every message of `stream` on `filter_subject` from `deliver_policy` on, in order, as it is
-/// now: messages stored while it reads are not waited for. Headers only if `headers_only`.
-pub async fn read_stream(
-    stream: &Stream,
-    filter_subject: String,
-    deliver_policy: consumer::DeliverPolicy,
-    headers_only: bool,
-    mut each: impl FnMut(&jetstream::Message) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let reader = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject,
-            deliver_policy,
-            headers_only,
-            ..Default::default()
-        })
-        .await
-        .context("reading the stream")?;
-    if reader.cached_info().num_pending == 0 {
-        return Ok(());
-    }
-    let mut messages = reader.messages().await.context("reading the stream")?;
-    while let Some(message) = messages.next().await {
-        let message = message.context("reading the stream")?;
-        each(&message)?;
-        let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-        if info.pending == 0 {
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// The dead letters that match `filter`, oldest first.
@@ -270,6 +231,17 @@ pub async fn replay(
         .map(|s| s.name.as_str())
         .collect();
 
+    let mut bound = HashSet::new();
+    for name in &subscribers {
+        if events
+            .consumer_info(subject::replay_durable_name(name))
+            .await
+            .is_ok()
+        {
+            bound.insert(*name);
+        }
+    }
+
     let letters = list(&dlq, filter).await?;
     let mut outcome = Replayed::default();
     let mut progress = Progress::new();
@@ -286,6 +258,13 @@ pub async fn replay(
             ))
         } else if letter.event_type.is_none() {
             Some("it does not say which event type it was".to_owned())
+        } else if !bound.contains(letter.subscriber.as_str()) {
+            // Its replay would wait in the events stream for a worker, and could expire there.
+            Some(format!(
+                "no worker has run subscriber {:?} with this version yet (no consumer {})",
+                letter.subscriber,
+                subject::replay_durable_name(&letter.subscriber)
+            ))
         } else {
             None
         };

@@ -217,7 +217,7 @@ action = {{ type = "http", url = "{}" }}
 }
 
 #[tokio::test]
-async fn a_dead_letter_is_kept_when_its_replay_cannot_be_stored() {
+async fn a_dead_letter_is_kept_when_its_replay_could_not_reach_its_subscriber() {
     // An events stream that does not take replays (made by an older hookrelay): the replay
     // is refused, and the dead letter stays.
     let nats = NatsServer::start();
@@ -247,6 +247,26 @@ async fn a_dead_letter_is_kept_when_its_replay_cannot_be_stored() {
     assert!(!run.success);
     assert!(
         run.stderr.contains("does not take replays"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(stored_messages(&js, "OKTA_DLQ").await.len(), 1);
+
+    // The stream takes replays, but no worker reads user-added's yet: its replay could wait
+    // there until the stream's retention drops it, so the dead letter stays.
+    hookrelay::broker::ensure_streams(&js, &settings.nats)
+        .await
+        .expect("streams");
+    let run = ctl(&env, &config, &["dead-letters", "replay", "--all"])
+        .await
+        .ok();
+    assert!(
+        run.stdout.contains("replayed 0 dead letters, skipped 1"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("no worker has run subscriber"),
         "{}",
         run.stderr
     );
