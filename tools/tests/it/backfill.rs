@@ -6,12 +6,11 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream;
 use hookrelay_testkit::system_log::{self, Limits, SystemLog};
 use hookrelay_testkit::{
-    NatsServer, default_config, delivery, new_uuid, okta_post, stored_messages, test_env,
-    user_created_event,
+    NatsServer, default_config, new_uuid, stored_messages, test_env, user_created_event,
 };
 use serde_json::Value;
 
-use crate::helpers::{Receiver, ctl, settings};
+use crate::helpers::{Receiver, connect_js, ctl, settings};
 
 /// A System Log event of `event_type`, `minutes_ago` old.
 fn logged(event_type: &str, minutes_ago: u64) -> Value {
@@ -56,13 +55,8 @@ async fn it_stores_what_the_hook_missed_once_and_a_second_run_changes_nothing() 
         .filter(|e| e["eventType"] == "user.lifecycle.create")
         .collect();
     // The hook delivered the first 4 creations before the receiver went down.
-    let http = hookrelay_testkit::http_client();
     let delivered: Vec<Value> = created[..4].iter().map(|e| (*e).clone()).collect();
-    let response = okta_post(&http, &receiver.url, &delivery(&new_uuid(), delivered))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    receiver.deliver(delivered).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // Pages of 3: the 2nd request gets a 429, the 4th uses up the rate limit.
@@ -100,7 +94,7 @@ async fn it_stores_what_the_hook_missed_once_and_a_second_run_changes_nothing() 
         run.stdout
     );
 
-    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
+    let js = connect_js(&nats).await;
     let stored = stored_messages(&js, "OKTA_EVENTS").await;
     let mut expected: Vec<String> = (created.iter())
         .map(|e| e["uuid"].as_str().unwrap().to_owned())
@@ -160,17 +154,12 @@ async fn it_refuses_to_start_before_what_the_stream_remembers() {
     let config = default_config();
     let settings = settings(&config, &env);
     let receiver = Receiver::start(&settings).await;
-    let http = hookrelay_testkit::http_client();
     for _ in 0..2 {
         let event = user_created_event(&new_uuid(), "old@example.com");
-        let response = okta_post(&http, &receiver.url, &delivery(&new_uuid(), vec![event]))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        receiver.deliver(vec![event]).await;
     }
     // The oldest event leaves the stream (as retention would make it).
-    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
+    let js = connect_js(&nats).await;
     let stream = js.get_stream("OKTA_EVENTS").await.unwrap();
     assert!(stream.delete_message(1).await.unwrap());
 

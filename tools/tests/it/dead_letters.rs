@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_nats::jetstream;
 use hookrelay_testkit::{
-    Downstream, NatsServer, Reply, delivery, event_of_type, new_uuid, okta_post, stored_messages,
-    test_env, user_created_event,
+    Downstream, NatsServer, Reply, event_of_type, new_uuid, stored_messages, test_env,
+    user_created_event,
 };
 use serde_json::Value;
 
-use crate::helpers::{Receiver, Worker, ctl, eventually, settings};
+use crate::helpers::{Receiver, Worker, connect_js, ctl, eventually, settings};
 
 #[tokio::test]
 async fn dead_letters_are_listed_shown_and_replayed_to_their_subscriber_only() {
@@ -54,31 +53,18 @@ action = {{ type = "http", url = "{}" }}
     let settings = settings(&config, &env);
     let receiver = Receiver::start(&settings).await;
     let _worker = Worker::start(&settings).await;
-    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
+    let js = connect_js(&nats).await;
 
     let uuids: Vec<String> = (0..3).map(|_| new_uuid()).collect();
     let events = uuids
         .iter()
         .map(|u| user_created_event(u, "grace@example.com"))
         .collect();
-    let http = hookrelay_testkit::http_client();
-    let response = okta_post(&http, &receiver.url, &delivery(&new_uuid(), events))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    receiver.deliver(events).await;
     // And one event the receiver cannot route: its own dead letter, never replayable.
     let mut unroutable = event_of_type(&new_uuid(), "x");
     unroutable["eventType"] = Value::Null;
-    let response = okta_post(
-        &http,
-        &receiver.url,
-        &delivery(&new_uuid(), vec![unroutable]),
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 200);
+    receiver.deliver(vec![unroutable]).await;
     eventually(
         "three dead letters of crm and one of the receiver",
         || async { stored_messages(&js, "OKTA_DLQ").await.len() == 4 },
@@ -224,7 +210,7 @@ async fn a_dead_letter_is_kept_when_its_replay_could_not_reach_its_subscriber() 
     let env = test_env(&nats, &[]);
     let config = hookrelay_testkit::default_config();
     let settings = settings(&config, &env);
-    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
+    let js = connect_js(&nats).await;
     let mut events = hookrelay::broker::events_stream_config(&settings.nats);
     events.subjects.retain(|s| s.starts_with("okta.events"));
     js.create_stream(events).await.expect("events stream");

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use async_nats::jetstream;
 use hookrelay::Settings;
+use hookrelay_testkit::{NatsServer, delivery, new_uuid, okta_post};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 /// What one run of `hookrelayctl` printed, and how it ended.
@@ -60,8 +63,9 @@ pub fn settings(config: &Path, env: &HashMap<String, String>) -> Settings {
     Settings::load_from(Some(config), Some(env.clone())).expect("valid settings")
 }
 
-/// A receiver serving real HTTP from this process; stops when dropped. Returns the hook URL.
+/// A receiver serving real HTTP from this process; stops when dropped.
 pub struct Receiver {
+    /// The hook URL.
     pub url: String,
     shutdown: CancellationToken,
 }
@@ -82,6 +86,22 @@ impl Receiver {
         tokio::spawn(app.run(shutdown.clone()));
         Receiver { url, shutdown }
     }
+
+    /// Delivers `events` in one request as Okta does, and expects 200.
+    pub async fn deliver(&self, events: Vec<Value>) {
+        let http = hookrelay_testkit::http_client();
+        let body = delivery(&new_uuid(), events);
+        let response = okta_post(&http, &self.url, &body)
+            .send()
+            .await
+            .expect("the receiver answers");
+        assert_eq!(response.status(), 200);
+    }
+}
+
+/// A JetStream context on `nats`, for the test's own checks.
+pub async fn connect_js(nats: &NatsServer) -> jetstream::Context {
+    jetstream::new(async_nats::connect(nats.url()).await.expect("connect"))
 }
 
 /// A worker running its subscribers in this process; stops when dropped.

@@ -4,7 +4,7 @@ use axum::routing::get;
 use hookrelay_testkit::{NatsServer, default_config, stored_messages, test_env};
 use serde_json::Value;
 
-use crate::helpers::{Receiver, ctl, settings};
+use crate::helpers::{Receiver, connect_js, ctl, settings};
 
 #[tokio::test]
 async fn it_verifies_and_delivers_preview_like_events_that_the_receiver_stores() {
@@ -53,8 +53,7 @@ async fn it_verifies_and_delivers_preview_like_events_that_the_receiver_stores()
     .await
     .ok();
 
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let stored = stored_messages(&async_nats::jetstream::new(client), "OKTA_EVENTS").await;
+    let stored = stored_messages(&connect_js(&nats).await, "OKTA_EVENTS").await;
     assert_eq!(stored.len(), 6);
     let events: Vec<Value> = (stored.iter())
         .map(|m| serde_json::from_slice(&m.payload).expect("JSON"))
