@@ -19,6 +19,7 @@ use anyhow::{Context as _, bail};
 use async_nats::jetstream::{self, consumer, stream::Stream};
 use bytes::Bytes;
 use hookrelay::Settings;
+use hookrelay::event::{self, Route};
 use hookrelay::subject;
 use receiver::publish::{self, Publisher};
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -137,7 +138,6 @@ pub async fn stored_uuids(stream: &Stream, from: SystemTime) -> anyhow::Result<H
         consumer::DeliverPolicy::ByStartTime {
             start_time: from.into(),
         },
-        true,
         |message| {
             if let Some(id) = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
                 uuids.insert(id.as_str().to_owned());
@@ -209,14 +209,17 @@ pub async fn run(
         report.read += events.len();
         let mut fresh = Vec::with_capacity(events.len());
         for event in &events {
-            match uuid_of(event) {
-                Some(uuid) if known.contains(&uuid) => report.already_stored += 1,
-                Some(uuid) => {
-                    known.insert(uuid);
+            // The uuid the receiver would store it under, read as the receiver reads it.
+            match event::route(event) {
+                Route::Publish { uuid, .. } if known.contains(uuid.as_ref()) => {
+                    report.already_stored += 1;
+                }
+                Route::Publish { uuid, .. } => {
+                    known.insert(uuid.into_owned());
                     fresh.push(*event);
                 }
                 // Stored as a live delivery would be: in the receiver's dead letters.
-                None => fresh.push(*event),
+                Route::Unroutable(_) => fresh.push(*event),
             }
         }
         if job.dry_run {
@@ -261,18 +264,6 @@ fn first_page(job: &Backfill) -> reqwest::Url {
         }
     }
     url
-}
-
-/// The uuid of a System Log event, if it has a usable one.
-fn uuid_of(event: &RawValue) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        uuid: Option<String>,
-    }
-    serde_json::from_str::<Head>(event.get())
-        .ok()?
-        .uuid
-        .filter(|uuid| subject::is_valid_id(uuid))
 }
 
 /// A hook delivery carrying `events`, as Okta would send it, with the events' bytes unchanged.

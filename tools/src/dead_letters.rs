@@ -98,25 +98,19 @@ pub async fn list(stream: &Stream, filter: &Filter) -> anyhow::Result<Vec<DeadLe
         [one] => subject::dlq_subject(one),
         _ => format!("{}.>", subject::DLQ_PREFIX),
     };
-    read_stream(
-        stream,
-        subject,
-        consumer::DeliverPolicy::All,
-        true,
-        |message| {
-            let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let letter = DeadLetter::read(
-                info.stream_sequence,
-                &message.subject,
-                message.headers.as_ref(),
-                info.published.into(),
-            );
-            if filter.matches(&letter) {
-                letters.push(letter);
-            }
-            Ok(())
-        },
-    )
+    read_stream(stream, subject, consumer::DeliverPolicy::All, |message| {
+        let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let letter = DeadLetter::read(
+            info.stream_sequence,
+            &message.subject,
+            message.headers.as_ref(),
+            info.published.into(),
+        );
+        if filter.matches(&letter) {
+            letters.push(letter);
+        }
+        Ok(())
+    })
     .await?;
     Ok(letters)
 }

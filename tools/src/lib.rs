@@ -29,20 +29,19 @@ pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-/// Every message of `stream` on `filter_subject` from `deliver_policy` on, in order, as it is
-/// now: messages stored while it reads are not waited for. Headers only if `headers_only`.
+/// The headers of every message of `stream` on `filter_subject` from `deliver_policy` on, in
+/// order, until it has caught up (it returns at once when there is nothing to read).
 pub async fn read_stream(
     stream: &Stream,
     filter_subject: String,
     deliver_policy: consumer::DeliverPolicy,
-    headers_only: bool,
     mut each: impl FnMut(&jetstream::Message) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let reader = stream
         .create_consumer(consumer::pull::OrderedConfig {
             filter_subject,
             deliver_policy,
-            headers_only,
+            headers_only: true,
             ..Default::default()
         })
         .await

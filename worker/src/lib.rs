@@ -144,10 +144,13 @@ impl Worker {
             consumers: consumers
                 .iter()
                 .map(|(subscriber, consumer)| {
+                    // An event type, or `replay` for the subscriber's replayed dead letters.
                     let filter = consumer.cached_info().config.filter_subject.as_str();
-                    let event_type = subject::event_type_of(filter)
-                        .filter(|_| filter.starts_with(subject::EVENTS_PREFIX))
-                        .unwrap_or("replay");
+                    let event_type = if filter.starts_with(subject::REPLAY_PREFIX) {
+                        "replay"
+                    } else {
+                        subject::event_type_of(filter).unwrap_or_default()
+                    };
                     (
                         subscriber.name().to_owned(),
                         event_type.to_owned(),
