@@ -1,6 +1,9 @@
-# syntax=docker/dockerfile:1
 # hookrelay: one image with the binaries; docker-compose.yml runs `receiver` and `worker`, and
-# `docker compose run --rm worker hookrelayctl …` the tools.
+# `docker compose run --rm receiver hookrelayctl …` the tools (the receiver's service has the
+# hook secret that `simulate` sends). BuildKit's built-in Dockerfile frontend (Docker 20.10 and
+# newer) reads this file as it is: no `# syntax=` line, which would pull a frontend image from a
+# registry at every build. The image publishes no port itself: the compose file publishes the
+# receiver's hook port, and the worker has none.
 
 # Build stage: the whole workspace, release profile, Cargo.lock as committed.
 FROM rust:1.95-bookworm AS build
@@ -19,5 +22,4 @@ COPY --from=build /usr/local/bin/receiver /usr/local/bin/worker /usr/local/bin/h
 COPY config/default.toml /etc/hookrelay/default.toml
 ENV HOOKRELAY_CONFIG=/etc/hookrelay/default.toml
 USER nonroot:nonroot
-EXPOSE 8082
 CMD ["receiver"]

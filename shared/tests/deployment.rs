@@ -13,37 +13,99 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The compose file as compose reads it when none of the variables it names is set.
 fn compose() -> Yaml {
+    compose_with(&HashMap::new())
+}
+
+/// The compose file interpolated with `env`, as compose does before it looks at anything else
+/// (profiles included): a `${NAME:?message}` whose variable is missing fails the whole file.
+fn compose_with(env: &HashMap<&str, &str>) -> Yaml {
     let text = std::fs::read_to_string(root().join("docker-compose.yml")).expect("compose file");
-    YamlLoader::load_from_str(&text)
+    let yaml = YamlLoader::load_from_str(&text)
         .expect("compose file is YAML")
-        .remove(0)
+        .remove(0);
+    interpolate_yaml(&yaml, env).unwrap_or_else(|e| panic!("compose refuses the file: {e}"))
+}
+
+fn interpolate_yaml(yaml: &Yaml, env: &HashMap<&str, &str>) -> Result<Yaml, String> {
+    Ok(match yaml {
+        Yaml::String(s) => Yaml::String(interpolate(s, env)?),
+        Yaml::Array(items) => Yaml::Array(
+            items
+                .iter()
+                .map(|item| interpolate_yaml(item, env))
+                .collect::<Result<_, _>>()?,
+        ),
+        Yaml::Hash(map) => Yaml::Hash(
+            map.iter()
+                .map(|(k, v)| Ok((interpolate_yaml(k, env)?, interpolate_yaml(v, env)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Compose's interpolation of one string: `$$` is a literal `$`; `$NAME` and `${NAME}`; with
+/// `:-`/`-` a default (when unset or empty / when unset), `:+`/`+` a replacement (when set and
+/// non-empty / when set), `:?`/`?` an error (when unset or empty / when unset).
+fn interpolate(value: &str, env: &HashMap<&str, &str>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        rest = &rest[dollar + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = after;
+        } else if let Some(braced) = rest.strip_prefix('{') {
+            let end = braced
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in {value}"))?;
+            let expression = &braced[..end];
+            rest = &braced[end + 1..];
+            let name_end = expression
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(expression.len());
+            let (name, operator) = expression.split_at(name_end);
+            let set = env.get(name).copied();
+            let non_empty = set.filter(|v| !v.is_empty());
+            let (op, word) = [":-", ":+", ":?", "-", "+", "?"]
+                .into_iter()
+                .find_map(|op| operator.strip_prefix(op).map(|word| (op, word)))
+                .unwrap_or(("", operator));
+            out.push_str(&match op {
+                "" if word.is_empty() => set.unwrap_or("").to_string(),
+                ":-" => non_empty.unwrap_or(word).to_string(),
+                "-" => set.unwrap_or(word).to_string(),
+                ":+" => non_empty.map_or("", |_| word).to_string(),
+                "+" => set.map_or("", |_| word).to_string(),
+                ":?" => non_empty
+                    .ok_or_else(|| format!("{name}: {word}"))?
+                    .to_string(),
+                "?" => set.ok_or_else(|| format!("{name}: {word}"))?.to_string(),
+                _ => {
+                    return Err(format!(
+                        "invalid interpolation ${{{expression}}} in {value}"
+                    ));
+                }
+            });
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            out.push_str(env.get(&rest[..end]).copied().unwrap_or(""));
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn service<'a>(compose: &'a Yaml, name: &str) -> &'a Yaml {
     let service = &compose["services"][name];
     assert!(!service.is_badvalue(), "service {name} exists");
     service
-}
-
-/// Compose's `${NAME:-default}`, resolved as compose does when `NAME` is unset.
-fn interpolate_defaults(value: &str) -> String {
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').expect("a closed ${…}") + start;
-        let inner = &rest[start + 2..end];
-        out.push_str(
-            inner
-                .split_once(":-")
-                .map(|(_, default)| default)
-                .unwrap_or(""),
-        );
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn environment(service: &Yaml) -> HashMap<String, String> {
@@ -59,7 +121,7 @@ fn environment(service: &Yaml) -> HashMap<String, String> {
                 other => panic!("unexpected environment value {other:?}"),
             };
             let key = key.as_str().expect("a string key").to_string();
-            (key, interpolate_defaults(&value))
+            (key, value)
         })
         .collect()
 }
@@ -206,13 +268,6 @@ fn the_tunnel_profile_runs_ngrok_against_the_receiver() {
         format!("receiver:{}", receiver.receiver.listen.port()),
         "ngrok forwards to the receiver's hook port"
     );
-    let token = tunnel["environment"]["NGROK_AUTHTOKEN"]
-        .as_str()
-        .expect("NGROK_AUTHTOKEN is passed");
-    assert!(
-        token.starts_with("${NGROK_AUTHTOKEN:?"),
-        "compose refuses to start the tunnel without a token: {token}"
-    );
     assert_eq!(
         strings(&tunnel["ports"]),
         ["127.0.0.1:4040:4040"],
@@ -222,6 +277,58 @@ fn the_tunnel_profile_runs_ngrok_against_the_receiver() {
         tunnel["depends_on"]["receiver"]["condition"].as_str(),
         Some("service_healthy")
     );
+}
+
+#[test]
+fn the_compose_file_loads_with_no_variable_set() {
+    let compose = compose_with(&HashMap::new());
+    for name in ["nats", "receiver", "worker", "tunnel"] {
+        service(&compose, name);
+    }
+}
+
+/// Runs the tunnel container's entrypoint and command as the container would, with the
+/// environment compose gives it when the host has `host_env`, and an `ngrok` that only prints
+/// its arguments first on PATH. Returns (exit code, stdout, stderr).
+fn run_tunnel_entrypoint(host_env: &HashMap<&str, &str>) -> (i32, String, String) {
+    let compose = compose_with(host_env);
+    let tunnel = service(&compose, "tunnel");
+    let entrypoint = strings(&tunnel["entrypoint"]);
+    let command = strings(&tunnel["command"]);
+    let stub = tempfile::tempdir().expect("a directory for the ngrok stub");
+    let ngrok = stub.path().join("ngrok");
+    std::fs::write(&ngrok, "#!/bin/sh\necho \"ngrok $*\"\n").expect("stub written");
+    std::fs::set_permissions(&ngrok, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("stub executable");
+    let output = std::process::Command::new(&entrypoint[0])
+        .args(&entrypoint[1..])
+        .args(&command)
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", stub.path().display()))
+        .envs(environment(tunnel))
+        .output()
+        .expect("the entrypoint runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_tunnel_refuses_to_start_without_a_token_and_runs_ngrok_with_one() {
+    let (code, stdout, stderr) = run_tunnel_entrypoint(&HashMap::new());
+    assert_ne!(code, 0, "no token, no tunnel");
+    assert!(stdout.is_empty(), "ngrok is not started: {stdout}");
+    assert!(
+        stderr.contains("NGROK_AUTHTOKEN is not set") && stderr.contains(".env"),
+        "the refusal says what to set and where: {stderr}"
+    );
+
+    let (code, stdout, stderr) =
+        run_tunnel_entrypoint(&HashMap::from([("NGROK_AUTHTOKEN", "2abc_token")]));
+    assert_eq!(code, 0, "with a token ngrok runs: {stderr}");
+    assert_eq!(stdout.trim(), "ngrok http receiver:8082 --log stdout");
 }
 
 #[test]
@@ -268,6 +375,14 @@ fn dockerfile_is_multi_stage_non_root_and_ships_the_config_it_points_at() {
         );
     }
     assert!(text.contains("--locked"), "the build uses Cargo.lock");
+    assert!(
+        !text.lines().any(|l| l.starts_with("# syntax=")),
+        "BuildKit's built-in frontend builds it: no frontend image to pull from a registry"
+    );
+    assert!(
+        !runtime.lines().any(|l| l.starts_with("EXPOSE")),
+        "the image exposes no port (the worker has none); compose publishes the receiver's"
+    );
     let config = runtime
         .lines()
         .find_map(|l| l.strip_prefix("ENV HOOKRELAY_CONFIG="))
@@ -284,7 +399,17 @@ fn dockerfile_is_multi_stage_non_root_and_ships_the_config_it_points_at() {
 }
 
 #[test]
-fn compose_defaults_are_interpolated_like_compose() {
-    assert_eq!(interpolate_defaults("${X:-a b}"), "a b");
-    assert_eq!(interpolate_defaults("pre ${X:-1} ${Y} post"), "pre 1  post");
+fn compose_interpolation_is_modelled_like_compose() {
+    let env = HashMap::from([("SET", "v"), ("EMPTY", "")]);
+    let ok = |s: &str| interpolate(s, &env).expect("interpolates");
+    assert_eq!(ok("${X:-a b}"), "a b");
+    assert_eq!(ok("pre ${X:-1} ${Y} $SET post"), "pre 1  v post");
+    assert_eq!(ok("${EMPTY:-d} ${EMPTY-d} ${SET:-d}"), "d  v");
+    assert_eq!(ok("${SET:+r} ${EMPTY:+r} ${EMPTY+r} ${X+r}"), "r  r ");
+    assert_eq!(ok("$$HOME $${SET}"), "$HOME ${SET}");
+    assert_eq!(ok("${SET:?m} ${EMPTY?m}"), "v ");
+    assert!(interpolate("${X:?set X}", &env).is_err());
+    assert!(interpolate("${EMPTY:?set it}", &env).is_err());
+    assert!(interpolate("${X?m}", &env).is_err());
+    assert!(interpolate("${X", &env).is_err());
 }
