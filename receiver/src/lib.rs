@@ -229,7 +229,8 @@ impl Application {
         if secrets.iter().any(hookrelay::config::is_demo_secret) {
             tracing::warn!(
                 "an accepted secret is the demo value published in Okta's guide; anyone can \
-                 post events: set HOOKRELAY__RECEIVER__AUTH__SECRET to a secret of your own"
+                 post events: set HOOKRELAY__RECEIVER__AUTH__SECRET to a secret of your own \
+                 (with docker compose: HOOKRELAY_SECRET in .env beside docker-compose.yml)"
             );
         }
         let receiver = &settings.receiver;

@@ -50,9 +50,12 @@ async fn connect_once(
             Duration::from_millis(100 * attempt.clamp(1, 10) as u64)
         })
         .event_callback(|event| async move {
-            // async-nats logs connections itself; warn of what an operator must notice.
+            // async-nats logs connections itself; warn of what an operator must notice. With
+            // reconnects unlimited, only our own drain or close ends a connection: no warning.
             match event {
                 async_nats::Event::Connected => {}
+                async_nats::Event::Draining => tracing::debug!("draining the NATS connection"),
+                async_nats::Event::Closed => tracing::info!("closed the NATS connection"),
                 async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
                 other => tracing::warn!(event = %other, "NATS event"),
             }

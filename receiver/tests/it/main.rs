@@ -5,3 +5,4 @@ mod helpers;
 mod hook;
 mod hostile;
 mod operations;
+mod process;
