@@ -5,14 +5,13 @@
 //! # Layout
 //! - [`Application`]: binds the listeners, connects to NATS, runs until shutdown.
 //! - [`router`]: the hook routes, usable without a socket.
-//! - [`auth`]: the secret header check. [`publish`]: a delivery into JetStream.
+//! - [`auth`]: the secret header check; `hookrelay::publish` stores a delivery in JetStream.
 //! - [`error`]: every non-200 answer, as JSON. [`serve`]: HTTP with connection limits.
 //! - [`metrics`]: what `/metrics` reports.
 
 pub mod auth;
 pub mod error;
 pub mod metrics;
-pub mod publish;
 pub mod serve;
 
 use std::net::SocketAddr;
@@ -27,6 +26,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use hookrelay::publish::{self, PublishError, Publisher};
 use hookrelay::{Settings, admin, broker, subject};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,6 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::HeaderSecret;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Route};
-use crate::publish::{PublishError, Publisher};
 
 /// The header Okta's verification request carries its challenge in.
 pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
@@ -237,7 +236,6 @@ impl Application {
         let client = broker::connect(&settings.nats, "hookrelay-receiver").await?;
         let js = jetstream::context::ContextBuilder::new()
             .timeout(receiver.publish_timeout / publish::ATTEMPTS_PER_BUDGET)
-            .backpressure_on_inflight(true)
             .build(client.clone());
         broker::ensure_streams(&js, &settings.nats).await?;
 
@@ -249,12 +247,7 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let state = AppState::new(
             HeaderSecret::new(header, secrets),
-            Publisher::new(
-                js.clone(),
-                receiver.publish_timeout,
-                client.server_info().max_payload,
-                metrics.clone(),
-            ),
+            Publisher::new(&client, receiver.publish_timeout, metrics.clone()),
             receiver.body_read_timeout,
             metrics.clone(),
         );

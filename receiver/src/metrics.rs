@@ -11,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use hookrelay::publish::PublishMetrics;
+
 /// Which route an answer counts under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -144,39 +146,6 @@ impl Metrics {
         hookrelay::admin::encode(&self.registry)
     }
 
-    pub(crate) fn event_published(&self, event_type: &str, duplicate: bool) {
-        let index = usize::from(duplicate);
-        let known = self
-            .event_counters
-            .read()
-            .expect("not poisoned")
-            .get(event_type)
-            .map(|counters| counters[index].inc());
-        if known.is_none() {
-            let counters = ["stored", "duplicate"].map(|outcome| {
-                self.events.get_or_create_owned(&EventLabels {
-                    event_type: event_type.to_owned(),
-                    outcome,
-                })
-            });
-            counters[index].inc();
-            self.event_counters
-                .write()
-                .expect("not poisoned")
-                .insert(event_type.to_owned(), counters);
-        }
-    }
-
-    pub(crate) fn event_dead_lettered(&self, reason: &'static str) {
-        self.dead_lettered
-            .get_or_create(&ReasonLabels { reason })
-            .inc();
-    }
-
-    pub(crate) fn delivery_published(&self, took: Duration) {
-        self.publish_duration.observe(took.as_secs_f64());
-    }
-
     pub(crate) fn answered(
         &self,
         route: Route,
@@ -206,5 +175,41 @@ impl Metrics {
                 status: status.as_u16(),
             })
             .inc();
+    }
+}
+
+/// The shared publisher reports into the receiver's metrics.
+impl PublishMetrics for Metrics {
+    fn event_published(&self, event_type: &str, duplicate: bool) {
+        let index = usize::from(duplicate);
+        let known = self
+            .event_counters
+            .read()
+            .expect("not poisoned")
+            .get(event_type)
+            .map(|counters| counters[index].inc());
+        if known.is_none() {
+            let counters = ["stored", "duplicate"].map(|outcome| {
+                self.events.get_or_create_owned(&EventLabels {
+                    event_type: event_type.to_owned(),
+                    outcome,
+                })
+            });
+            counters[index].inc();
+            self.event_counters
+                .write()
+                .expect("not poisoned")
+                .insert(event_type.to_owned(), counters);
+        }
+    }
+
+    fn event_dead_lettered(&self, reason: &'static str) {
+        self.dead_lettered
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    fn delivery_published(&self, took: Duration) {
+        self.publish_duration.observe(took.as_secs_f64());
     }
 }

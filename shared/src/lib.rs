@@ -5,6 +5,7 @@
 //! - [`event`]: Okta's delivery envelope and events.
 //! - [`subject`]: subject and header names, and the checks that keep them safe.
 //! - [`broker`]: the NATS connection and the two JetStream streams.
+//! - [`publish`]: the one way Okta events are stored, for every ingress.
 //! - [`admin`]: `/healthz`, `/readyz` and the health-check probe.
 //! - [`telemetry`], [`shutdown`]: logging and the shutdown signal.
 
@@ -12,6 +13,7 @@ pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod event;
+pub mod publish;
 pub mod shutdown;
 pub mod subject;
 pub mod telemetry;

@@ -20,8 +20,8 @@ use async_nats::jetstream::{self, consumer, stream::Stream};
 use bytes::Bytes;
 use hookrelay::Settings;
 use hookrelay::event::{self, Route};
+use hookrelay::publish::Publisher;
 use hookrelay::subject;
-use receiver::publish::{self, Publisher};
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::value::RawValue;
@@ -188,15 +188,7 @@ pub async fn run(
         humantime::format_rfc3339_seconds(read_from)
     );
 
-    let max_payload = js.client().server_info().max_payload;
-    let publisher = Publisher::new(
-        jetstream::context::ContextBuilder::new()
-            .timeout(PUBLISH_BUDGET / publish::ATTEMPTS_PER_BUDGET)
-            .build(js.client()),
-        PUBLISH_BUDGET,
-        max_payload,
-        Arc::new(receiver::metrics::Metrics::default()),
-    );
+    let publisher = Publisher::new(&js.client(), PUBLISH_BUDGET, Arc::new(()));
     let http = crate::http_client(Duration::from_secs(60))?;
     let mut report = Report::default();
     let mut progress = Progress::new();

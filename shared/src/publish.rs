@@ -1,6 +1,8 @@
-//! Stores one Okta delivery in JetStream: every event on its subject, deduplicated on its uuid,
+//! The one way Okta events enter JetStream, for every ingress (the receiver's hook endpoint,
+//! `hookrelayctl backfill`): every event of a delivery on its subject, deduplicated on its uuid,
 //! every unroutable event in the receiver's dead letters, and nothing reported stored until
-//! JetStream has acknowledged all of them.
+//! JetStream has acknowledged all of them. An ingress passes in its metrics through
+//! [`PublishMetrics`].
 //!
 //! Publishes that fail (no stream leader during a cluster election, an acknowledgement lost
 //! with a dying server, a reconnect) are tried again until the delivery's budget is spent.
@@ -14,12 +16,29 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
 use bytes::Bytes;
-use hookrelay::broker;
-use hookrelay::event::{self, Envelope, Route};
-use hookrelay::subject::{self, header};
 use tokio::time::Instant;
 
-use crate::metrics::Metrics;
+use crate::broker;
+use crate::event::{self, Envelope, Route};
+use crate::subject::{self, header};
+
+/// What the publisher reports to the ingress that owns it, for its metrics.
+pub trait PublishMetrics: Send + Sync {
+    /// A delivery was stored whole, in `took`.
+    fn delivery_published(&self, took: Duration);
+    /// An event of `event_type` was acknowledged (`duplicate`: JetStream already had it).
+    fn event_published(&self, event_type: &str, duplicate: bool);
+    /// An event was stored in the receiver's dead letters for `reason` (`unroutable` or
+    /// `too_large`).
+    fn event_dead_lettered(&self, reason: &'static str);
+}
+
+/// No metrics, for an ingress that reports its own summary (backfill).
+impl PublishMetrics for () {
+    fn delivery_published(&self, _: Duration) {}
+    fn event_published(&self, _: &str, _: bool) {}
+    fn event_dead_lettered(&self, _: &'static str) {}
+}
 
 /// What became of a delivery's events once JetStream acknowledged them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +73,7 @@ pub struct Publisher {
     budget: Duration,
     /// The largest event stored as it is; a larger one is dead-lettered, truncated.
     max_event_bytes: usize,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn PublishMetrics>,
 }
 
 enum Kind {
@@ -127,15 +146,19 @@ impl Outgoing<'_> {
 }
 
 impl Publisher {
-    /// `js` should time out acknowledgements after `budget / ATTEMPTS_PER_BUDGET`; `budget`
-    /// bounds the whole delivery, every retry included. `max_payload` is the broker's largest
-    /// message (its `max_payload`, 1 MiB by default).
+    /// A publisher on `client`'s connection. `budget` bounds each delivery, every retry
+    /// included; one attempt waits `budget / ATTEMPTS_PER_BUDGET` for its acknowledgements.
+    /// Events larger than the broker's `max_payload` allows are dead-lettered, truncated.
     pub fn new(
-        js: jetstream::Context,
+        client: &async_nats::Client,
         budget: Duration,
-        max_payload: usize,
-        metrics: Arc<Metrics>,
+        metrics: Arc<dyn PublishMetrics>,
     ) -> Self {
+        let js = jetstream::context::ContextBuilder::new()
+            .timeout(budget / ATTEMPTS_PER_BUDGET)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        let max_payload = client.server_info().max_payload;
         Publisher {
             js,
             budget,
