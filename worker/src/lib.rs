@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`Worker`]: connects, binds the consumers, runs until shutdown.
-//! - [`subscriber`]: pulling, concurrency, and the ack/retry/dead-letter rule.
+//! - [`subscriber`]: pulling, concurrency, carrying out each settlement.
+//! - [`settle`]: the ack/retry/dead-letter rule, a pure function.
 //! - [`action`]: the [`Action`](action::Action) trait; [`actions`]: the built-in ones.
 //! - [`dead_letter`]: what a dead letter records. [`metrics`]: what `/metrics` reports.
 
@@ -12,6 +13,7 @@ pub mod action;
 pub mod actions;
 pub mod dead_letter;
 pub mod metrics;
+pub mod settle;
 pub mod subscriber;
 
 use std::net::SocketAddr;

@@ -28,6 +28,7 @@ use tracing::Instrument;
 use crate::action::{Action, ActionError, Event};
 use crate::dead_letter::DeadLetter;
 use crate::metrics::{Metrics, Outcome};
+use crate::settle::{self, Settlement};
 
 /// One configured subscriber with its action.
 pub struct Subscriber {
@@ -209,20 +210,19 @@ impl Subscriber {
         );
         let _in_flight = self.metrics.in_flight(&self.settings.name);
         async {
-            let outcome = if delivered > i64::from(self.settings.max_deliver) {
-                Err(ActionError::Permanent(format!(
-                    "no attempts left after {} deliveries (the last attempt did not finish)",
-                    self.settings.max_deliver
-                )))
-            } else {
-                let started = std::time::Instant::now();
-                let outcome = self.run_action(&message, stored_at).await;
-                self.metrics
-                    .action_took(&self.settings.name, started.elapsed());
-                outcome
+            let outcome = match settle::may_run(&self.settings, delivered) {
+                Err(given_up) => Err(given_up),
+                Ok(()) => {
+                    let started = std::time::Instant::now();
+                    let outcome = self.run_action(&message, stored_at).await;
+                    self.metrics
+                        .action_took(&self.settings.name, started.elapsed());
+                    outcome
+                }
             };
+            let settlement = settle::settle(&self.settings, delivered, outcome);
             let settled = self
-                .settle(&message, stream_sequence, delivered, outcome)
+                .carry_out(&message, stream_sequence, delivered, settlement)
                 .await;
             self.metrics.handled(&self.settings.name, settled);
         }
@@ -254,19 +254,17 @@ impl Subscriber {
         }
     }
 
-    async fn settle(
+    /// Carries out a [`Settlement`]: ack, nak with its delay, or store the dead letter and
+    /// terminate (or, should the dead letter not be stored, nak so the event is tried again).
+    async fn carry_out(
         &self,
         message: &jetstream::Message,
         stream_sequence: u64,
         delivered: i64,
-        outcome: Result<(), ActionError>,
+        settlement: Settlement,
     ) -> Outcome {
-        let attempts_left = delivered < i64::from(self.settings.max_deliver);
-        let retry_delay = self
-            .settings
-            .backoff_for(u32::try_from(delivered).unwrap_or(u32::MAX));
-        match outcome {
-            Ok(()) => {
+        match settlement {
+            Settlement::Ack => {
                 if let Err(e) = message.double_ack().await {
                     tracing::warn!(error = %e, "ack not confirmed; the event may be handled again");
                 } else {
@@ -274,19 +272,22 @@ impl Subscriber {
                 }
                 Outcome::Ok
             }
-            Err(ActionError::Transient(error)) if attempts_left => {
-                tracing::warn!(%error, retry_in = ?retry_delay, "action failed; retrying later");
-                self.nak(message, retry_delay).await;
+            Settlement::Retry { reason, after } => {
+                tracing::warn!(error = %reason, retry_in = ?after, "action failed; retrying later");
+                self.nak(message, after).await;
                 Outcome::Retried
             }
-            Err(error) => {
-                tracing::error!(%error, "action failed for good; dead-lettering the event");
+            Settlement::DeadLetter {
+                reason,
+                or_retry_after,
+            } => {
+                tracing::error!(error = %reason, "action failed for good; dead-lettering the event");
                 let dead_letter = DeadLetter {
                     subscriber: &self.settings.name,
                     message,
                     stream_sequence,
                     delivered,
-                    error: &error.to_string(),
+                    error: &reason,
                 };
                 match dead_letter.publish(&self.js).await {
                     Ok(()) => {
@@ -296,8 +297,8 @@ impl Subscriber {
                         Outcome::DeadLettered
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, retry_in = ?retry_delay, "dead letter not stored; the event stays and is tried again");
-                        self.nak(message, retry_delay).await;
+                        tracing::error!(error = %e, retry_in = ?or_retry_after, "dead letter not stored; the event stays and is tried again");
+                        self.nak(message, or_retry_after).await;
                         Outcome::Retried
                     }
                 }
