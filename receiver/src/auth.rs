@@ -93,7 +93,7 @@ pub async fn require_secret(
         next.run(request).await
     } else {
         state.secret.refusals.refused(&state.secret.header);
-        crate::refuse(&state, crate::metrics::Route::Hook, ApiError::Unauthorized)
+        crate::hook::refuse(&state, crate::metrics::Route::Hook, ApiError::Unauthorized)
     }
 }
 

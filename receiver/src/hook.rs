@@ -1,0 +1,174 @@
+//! The hook endpoint's handlers: Okta's verification (`GET`) and deliveries (`POST`), each
+//! answer counted in the metrics. Start-up (listeners, NATS, streams) is in the crate root.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use hookrelay::publish::{PublishError, Publisher};
+use hookrelay::subject;
+
+use crate::auth::{self, HeaderSecret};
+use crate::error::ApiError;
+use crate::metrics::{Metrics, Route};
+
+/// The header Okta's verification request carries its challenge in.
+pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
+/// The header that identifies an Okta request, kept for tracing.
+pub const OKTA_REQUEST_ID_HEADER: &str = "x-okta-request-id";
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The parts of [`AppState`].
+pub struct Inner {
+    pub secret: HeaderSecret,
+    pub publisher: Publisher,
+    /// How long a client may take to send a delivery's body.
+    pub body_read_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        secret: HeaderSecret,
+        publisher: Publisher,
+        body_read_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        AppState(Arc::new(Inner {
+            secret,
+            publisher,
+            body_read_timeout,
+            metrics,
+        }))
+    }
+}
+
+/// The hook routes: `GET path` answers verification, `POST path` stores a delivery. Every
+/// other path is a JSON 404, every other method a JSON 405.
+///
+/// Each answer counts itself in the metrics (cheaper than a middleware around every request).
+pub fn router(path: &str, max_body_bytes: usize, state: AppState) -> Router {
+    let hook = get(verify)
+        .post(deliver)
+        .fallback(|State(state): State<AppState>| async move {
+            refuse(&state, Route::Hook, ApiError::MethodNotAllowed)
+        });
+    Router::new()
+        .route(path, hook)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_secret,
+        ))
+        .fallback(|State(state): State<AppState>| async move {
+            refuse(&state, Route::Unmatched, ApiError::NotFound)
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// Counts `result` in the metrics and turns it into the answer.
+fn answer(
+    state: &AppState,
+    route: Route,
+    started: Instant,
+    result: Result<impl IntoResponse, ApiError>,
+) -> Response {
+    let (status, error) = match &result {
+        Ok(_) => (StatusCode::OK, None),
+        Err(e) => {
+            let (status, code) = e.status_and_code();
+            (status, Some(code))
+        }
+    };
+    state
+        .metrics
+        .answered(route, status, error, started.elapsed());
+    result.into_response()
+}
+
+/// Counts and answers a request refused before any work.
+pub(crate) fn refuse(state: &AppState, route: Route, error: ApiError) -> Response {
+    answer(state, route, Instant::now(), Err::<(), _>(error))
+}
+
+/// Okta's one-time verification: echo the challenge as `{"verification": "<value>"}`.
+async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    answer(&state, Route::Hook, Instant::now(), challenge(&headers))
+}
+
+fn challenge(headers: &HeaderMap) -> Result<Response, ApiError> {
+    let challenge = headers
+        .get(CHALLENGE_HEADER)
+        .ok_or(ApiError::BadChallenge(
+            "GET is Okta's verification: the x-okta-verification-challenge header is missing",
+        ))?
+        .to_str()
+        .map_err(|_| ApiError::BadChallenge("the verification challenge is not visible ASCII"))?;
+    tracing::info!("answered Okta's verification challenge");
+    Ok(axum::Json(serde_json::json!({ "verification": challenge })).into_response())
+}
+
+/// A delivery: 200 once JetStream has stored every event, 503 if it could not in time.
+async fn deliver(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let result = store(&state, request).await;
+    answer(&state, Route::Hook, started, result)
+}
+
+async fn store(state: &AppState, request: Request) -> Result<StatusCode, ApiError> {
+    if !is_json(request.headers()) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let okta_request_id = request.headers().get(OKTA_REQUEST_ID_HEADER).cloned();
+    let body = tokio::time::timeout(state.body_read_timeout, Bytes::from_request(request, state))
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?
+        .map_err(|rejection| ApiError::Body {
+            status: rejection.status(),
+            message: rejection.body_text(),
+        })?;
+    let okta_request_id = okta_request_id
+        .as_ref()
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| subject::is_valid_id(id));
+    match state.publisher.publish(body, okta_request_id).await {
+        Ok(stored) => {
+            tracing::debug!(
+                published = stored.published,
+                duplicates = stored.duplicates,
+                dead_lettered = stored.dead_lettered,
+                okta_request_id,
+                "delivery stored"
+            );
+            Ok(StatusCode::OK)
+        }
+        Err(PublishError::Invalid(e)) => Err(ApiError::InvalidDelivery(e.to_string())),
+        Err(e @ PublishError::Broker(_)) => {
+            tracing::warn!(error = %e, okta_request_id, "delivery not stored; answering 503");
+            Err(ApiError::Unavailable)
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
