@@ -510,3 +510,80 @@ mod tests {
         assert!(envelope.delivery_id().unwrap().starts_with("backfill-"));
     }
 }
+
+/// `hookrelayctl backfill`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The Okta org, such as https://dev-123456.okta.com.
+    #[arg(long)]
+    pub okta_url: reqwest::Url,
+    /// From when: RFC 3339 (2026-11-20T08:00:00Z) or a time ago (36h, 7d).
+    #[arg(long, value_parser = parse_time)]
+    pub since: SystemTime,
+    /// Until when, same forms [default: now].
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<SystemTime>,
+    /// Only this event type; repeatable [default: the configured subscribers' event types].
+    #[arg(long = "event-type")]
+    pub event_types: Vec<String>,
+    /// A System Log filter expression, combined with the event types by `and`.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Events per page (at most 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub page_size: u32,
+    /// Retries of a page after a 429, a 5xx or a network error.
+    #[arg(long, default_value_t = 10)]
+    pub max_retries: u32,
+    /// Fetch and compare with the stream; store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl Args {
+    /// Runs the backfill with the token from `OKTA_API_TOKEN`.
+    pub async fn run(self, settings: &Settings) -> anyhow::Result<bool> {
+        let token = std::env::var("OKTA_API_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .context("set OKTA_API_TOKEN to an Okta API token that can read the System Log")?;
+        let mut event_types = self.event_types;
+        if event_types.is_empty() && self.filter.is_none() {
+            event_types = (settings.worker.subscribers.iter())
+                .flat_map(|s| s.event_types.iter().cloned())
+                .collect();
+            event_types.sort();
+            event_types.dedup();
+            if event_types.is_empty() {
+                anyhow::bail!("no subscriber is configured: say which events, --event-type");
+            }
+        }
+        let job = Backfill {
+            okta_url: self.okta_url,
+            token: SecretString::from(token),
+            since: self.since,
+            until: self.until.unwrap_or_else(SystemTime::now),
+            event_types,
+            filter: self.filter,
+            page_size: self.page_size,
+            max_retries: self.max_retries,
+            dry_run: self.dry_run,
+        };
+        let js = crate::connect(settings).await?;
+        let report = run(&js, settings, &job).await?;
+        println!("{}", report.summary(job.dry_run));
+        Ok(true)
+    }
+}
+
+/// RFC 3339, or a duration meaning that long ago.
+pub fn parse_time(text: &str) -> Result<SystemTime, String> {
+    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
+        return Ok(time);
+    }
+    let ago: Duration = humantime::parse_duration(text)
+        .map_err(|_| format!("{text:?} is neither RFC 3339 nor a duration such as 36h"))?;
+    SystemTime::now()
+        .checked_sub(ago)
+        .ok_or_else(|| format!("{text} ago is before 1970"))
+}

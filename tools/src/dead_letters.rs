@@ -314,3 +314,97 @@ async fn replay_one(
         .with_context(|| format!("dead letter {sequence} replayed but not deleted"))?;
     Ok(())
 }
+
+#[derive(clap::Args, Default)]
+pub struct FilterArgs {
+    /// Only dead letters of this subscriber (`receiver` for the receiver's); repeatable.
+    #[arg(long = "subscriber")]
+    pub subscribers: Vec<String>,
+    /// Only dead letters of this event type; repeatable.
+    #[arg(long = "event-type")]
+    pub event_types: Vec<String>,
+    /// Only the dead letter of this event uuid; repeatable.
+    #[arg(long = "uuid")]
+    pub uuids: Vec<String>,
+}
+
+impl From<FilterArgs> for Filter {
+    fn from(args: FilterArgs) -> Self {
+        Filter {
+            subscribers: args.subscribers,
+            event_types: args.event_types,
+            uuids: args.uuids,
+        }
+    }
+}
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// One line per dead letter: sequence, subscriber, event type, uuid, deliveries, age, reason.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter in full: its headers and the event.
+    Show {
+        /// Its sequence, from `list`.
+        sequence: u64,
+    },
+    /// Send dead letters back to their subscriber (only that one); each is deleted once its
+    /// replay is stored. Needs a filter or --all.
+    Replay {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+        /// Say what would be replayed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+impl Command {
+    /// Runs the dead-letter command.
+    pub async fn run(self, settings: &Settings) -> anyhow::Result<bool> {
+        let js = crate::connect(settings).await?;
+        let dlq = js
+            .get_stream(&settings.nats.dlq_stream)
+            .await
+            .with_context(|| format!("opening stream {}", settings.nats.dlq_stream))?;
+        match self {
+            Command::List { filter, json } => {
+                let letters = list(&dlq, &filter.into()).await?;
+                if json {
+                    for letter in &letters {
+                        println!("{}", serde_json::to_string(letter)?);
+                    }
+                } else {
+                    print!("{}", table(&letters, SystemTime::now()));
+                    eprintln!("{} dead letters", letters.len());
+                }
+            }
+            Command::Show { sequence } => {
+                print!("{}", show(&dlq, sequence).await?);
+            }
+            Command::Replay {
+                filter,
+                all,
+                dry_run,
+            } => {
+                let filter: Filter = filter.into();
+                if filter.is_empty() && !all {
+                    anyhow::bail!(
+                        "say which dead letters: --subscriber, --event-type, --uuid, or --all"
+                    );
+                }
+                let replayed = replay(&js, settings, &filter, dry_run).await?;
+                println!("{}", replayed.summary(dry_run));
+            }
+        }
+        Ok(true)
+    }
+}

@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, stream::Stream};
 use futures::StreamExt as _;
+use hookrelay::{Settings, broker};
 
 /// An HTTP client for the tools: rustls with ring (as async-nats uses), no redirects followed
 /// (a redirected hook or API URL is a configuration mistake to report, not to paper over).
@@ -59,4 +60,11 @@ pub async fn read_stream(
         }
     }
     Ok(())
+}
+
+/// A JetStream context on the configured NATS, saying where it connects (on stderr).
+pub async fn connect(settings: &Settings) -> anyhow::Result<jetstream::Context> {
+    eprintln!("connecting to NATS at {}", settings.nats.url);
+    let client = broker::connect(&settings.nats, "hookrelayctl").await?;
+    Ok(jetstream::new(client))
 }

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
+use hookrelay::Settings;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
@@ -334,5 +335,67 @@ mod tests {
         }
         let body = delivery(&template, &sim(true), 1);
         assert!(body["data"]["events"][0]["target"].is_null());
+    }
+}
+
+/// `hookrelayctl simulate`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The hook URL [default: the configured receiver, http://127.0.0.1:<port><path>].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The events' type.
+    #[arg(long, default_value = "user.lifecycle.create")]
+    pub event_type: String,
+    /// How many events to send.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    /// Events per delivery (Okta batches events that happen close together).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// The user in each event's `target[0].alternateId`.
+    #[arg(long, default_value = "john.doe@example.com")]
+    pub alternate_id: String,
+    /// Send the Preview's sample as Okta does without a recent event: `"target": null`.
+    #[arg(long)]
+    pub null_target: bool,
+    /// Skip the verification request.
+    #[arg(long)]
+    pub skip_verification: bool,
+}
+
+impl Args {
+    /// Sends what Okta sends to the URL, with the configured secret; `Ok(false)` when the
+    /// receiver failed any of it.
+    pub async fn run(self, settings: &Settings) -> anyhow::Result<bool> {
+        let auth = &settings.receiver.auth;
+        let secret = auth.accepted_secrets()?.into_iter().next().context(
+            "no secret configured: set HOOKRELAY__RECEIVER__AUTH__SECRET to the hook's \
+             secret (the value of its authentication header)",
+        )?;
+        let header = auth
+            .header
+            .parse()
+            .context("receiver.auth.header is not a header name")?;
+        let url = self.url.unwrap_or_else(|| {
+            format!(
+                "http://127.0.0.1:{}{}",
+                settings.receiver.listen.port(),
+                settings.receiver.path
+            )
+        });
+        let simulation = Simulation {
+            url,
+            auth: (header, secret),
+            verify: !self.skip_verification,
+            event_type: self.event_type,
+            count: self.count,
+            batch: self.batch,
+            alternate_id: self.alternate_id,
+            null_target: self.null_target,
+        };
+        let report = run(&simulation).await?;
+        println!("{}", report.summary());
+        Ok(report.ok())
     }
 }
