@@ -60,20 +60,12 @@ async fn connect_once(
                 other => tracing::warn!(event = %other, "NATS event"),
             }
         })
-        .connect(server_urls(&settings.url))
+        .connect(settings.servers())
         .await
         .map_err(|source| BrokerError::Connect {
             url: settings.url.clone(),
             source,
         })
-}
-
-/// The servers of `nats.url`, a comma-separated list (one server, or several of a cluster).
-pub fn server_urls(url: &str) -> Vec<&str> {
-    url.split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .collect()
 }
 
 /// The events stream: every routable event on `okta.events.>`, deduplicated on its uuid, and

@@ -21,7 +21,7 @@ async fn killing_the_stream_leader_of_a_3_node_cluster_loses_nothing_acknowledge
     let (_dir, config) = http_subscriber_config(&downstream.url, "ack_wait = \"2s\"");
     let _worker = WorkerProcess::start_with_env(env, Some(&config)).await;
 
-    let client = async_nats::connect(hookrelay::broker::server_urls(&cluster.urls()))
+    let client = async_nats::connect(cluster.urls().split(',').collect::<Vec<_>>())
         .await
         .expect("connects to the cluster");
     let js = async_nats::jetstream::new(client);
