@@ -1,6 +1,13 @@
 //! Test fixtures for hookrelay's integration tests: a real `nats-server` per test (own port,
 //! own store directory, killed on drop, killable and restartable), free ports, and Okta-shaped
 //! deliveries.
+//!
+//! # Layout
+//! - [`Stack`]: one test's server, settings and JetStream view, with a [`Receiver`] and a
+//!   worker in the test's process; [`eventually`] and its one [`PATIENCE`].
+//! - [`process`]: the real binaries as child processes ([`Process`], [`process::run`]).
+//! - [`Downstream`], [`system_log`]: fakes of the services hookrelay talks to.
+//! - [`load`]: senders for load and fault tests.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,8 +20,12 @@ use serde_json::{Value, json};
 
 mod downstream;
 pub mod load;
+pub mod process;
+mod stack;
 pub mod system_log;
 pub use downstream::{Downstream, Recorded, Reply};
+pub use process::{Process, Run};
+pub use stack::{InProcess, PATIENCE, Receiver, Stack, eventually};
 
 /// A `nats-server` with JetStream, on a free loopback port, storing into a temporary directory.
 /// Killed (SIGKILL) when dropped.

@@ -21,7 +21,11 @@ async fn a_broker_killed_under_load_loses_nothing_acknowledged() {
     let outcomes = load.finish().await;
 
     let client = async_nats::connect(app.nats.url()).await.expect("connects");
-    let stored = stored_messages(&async_nats::jetstream::new(client), "OKTA_EVENTS").await;
+    let stored = stored_messages(
+        &async_nats::jetstream::new(client),
+        &app.settings.nats.stream,
+    )
+    .await;
     let stored_ids: Vec<&str> = stored
         .iter()
         .filter_map(|m| m.headers.get("Nats-Msg-Id").map(|v| v.as_str()))

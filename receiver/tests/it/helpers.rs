@@ -1,34 +1,30 @@
-//! `spawn_app()`: a receiver on an ephemeral port against its own nats-server, and typed
-//! helpers to talk to it and to read back what JetStream stored.
+//! `spawn_app()`: a receiver on an ephemeral port, in this process, on its test's own [`Stack`],
+//! and the typed helpers these tests share. Everything else (what JetStream stored, waiting) is
+//! the stack's.
 
 use std::net::SocketAddr;
 
-use async_nats::jetstream::{self, message::StreamMessage};
-use hookrelay::Settings;
-use hookrelay_testkit::{NatsServer, default_config, okta_post, stored_messages, test_env};
+use hookrelay_testkit::{NatsServer, Receiver, Stack, okta_post};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
-    pub nats: NatsServer,
+    pub stack: Stack,
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    pub js: jetstream::Context,
-    pub http: reqwest::Client,
-    shutdown: CancellationToken,
-    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    receiver: Receiver,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+impl std::ops::Deref for TestApp {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.stack
     }
 }
 
-/// The settings of `config/default.toml` with a test's overrides (`HOOKRELAY__…` names).
-pub fn settings(nats: &NatsServer, overrides: &[(&str, &str)]) -> Settings {
-    Settings::load_from(Some(&default_config()), Some(test_env(nats, overrides)))
-        .expect("test settings are valid")
+impl std::ops::DerefMut for TestApp {
+    fn deref_mut(&mut self) -> &mut Stack {
+        &mut self.stack
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -41,56 +37,33 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 
 /// A receiver against `nats` (a server started with a configuration of the test's own).
 pub async fn spawn_app_on(nats: NatsServer, overrides: &[(&str, &str)]) -> TestApp {
-    let settings = settings(&nats, overrides);
-    let app = receiver::Application::build(&settings)
-        .await
-        .expect("the receiver starts");
-    let addr = app.local_addr();
-    let admin_addr = app.admin_addr();
-    let shutdown = CancellationToken::new();
-    let running = Some(tokio::spawn(app.run(shutdown.clone())));
-    let client = async_nats::connect(nats.url())
-        .await
-        .expect("test client connects");
+    let stack = Stack::on(nats, None, overrides).await;
+    let receiver = stack.receiver().await;
     TestApp {
-        nats,
-        addr,
-        admin_addr,
-        js: jetstream::new(client),
-        http: hookrelay_testkit::http_client(),
-        shutdown,
-        running,
+        addr: receiver.addr,
+        admin_addr: receiver.admin_addr,
+        stack,
+        receiver,
     }
 }
 
 impl TestApp {
     /// Asks the receiver to stop (as SIGTERM does); the handle ends when it has stopped.
     pub fn stop(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-        self.shutdown.cancel();
-        self.running.take().expect("running")
+        self.receiver.stop()
     }
 
     pub fn hook_url(&self) -> String {
-        format!("http://{}/okta/events", self.addr)
+        self.receiver.url.clone()
     }
 
-    /// POSTs `body` as Okta does: JSON, with the secret header.
+    /// POSTs `body` as Okta does: JSON, with the secret header and a request id.
     pub async fn deliver(&self, body: &Value) -> reqwest::Response {
         okta_post(&self.http, &self.hook_url(), body)
             .header("x-okta-request-id", "okta-req-1")
             .send()
             .await
             .expect("the receiver answers")
-    }
-
-    /// Every event stored on the events stream.
-    pub async fn stored_events(&self) -> Vec<StreamMessage> {
-        stored_messages(&self.js, "OKTA_EVENTS").await
-    }
-
-    /// Every dead letter stored.
-    pub async fn dead_letters(&self) -> Vec<StreamMessage> {
-        stored_messages(&self.js, "OKTA_DLQ").await
     }
 }
 

@@ -267,7 +267,7 @@ async fn a_broker_outage_is_a_503_and_service_resumes_when_it_is_back() {
         .expect("reconnect");
     let js = async_nats::jetstream::new(client);
     assert_eq!(
-        hookrelay_testkit::stored_messages(&js, "OKTA_EVENTS")
+        hookrelay_testkit::stored_messages(&js, &app.settings.nats.stream)
             .await
             .len(),
         1

@@ -131,14 +131,17 @@ async fn readyz_requires_the_streams() {
         200
     );
 
-    app.js.delete_stream("OKTA_DLQ").await.expect("deleted");
+    app.js
+        .delete_stream(&app.settings.nats.dlq_stream)
+        .await
+        .expect("deleted");
     let response = app.http.get(&ready).send().await.expect("answer");
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = response.json().await.expect("JSON");
     assert!(
         body["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("OKTA_DLQ")),
+            .is_some_and(|r| r.contains(app.settings.nats.dlq_stream.as_str())),
         "{body}"
     );
 }

@@ -5,12 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
 use hookrelay_testkit::system_log::{self, Limits, SystemLog};
-use hookrelay_testkit::{
-    NatsServer, default_config, new_uuid, stored_messages, test_env, user_created_event,
-};
+use hookrelay_testkit::{Stack, new_uuid, user_created_event};
 use serde_json::Value;
 
-use crate::helpers::{Receiver, connect_js, ctl, settings};
+use crate::helpers::ctl;
 
 /// A System Log event of `event_type`, `minutes_ago` old.
 fn logged(event_type: &str, minutes_ago: u64) -> Value {
@@ -33,12 +31,10 @@ fn uuids(messages: &[jetstream::message::StreamMessage]) -> Vec<String> {
 
 #[tokio::test]
 async fn it_stores_what_the_hook_missed_once_and_a_second_run_changes_nothing() {
-    let nats = NatsServer::start();
     // A one-second dedupe window, waited out below: only the backfill's own check can keep
     // events the hook delivered from being stored twice.
-    let mut env = test_env(&nats, &[("HOOKRELAY__NATS__DUPLICATE_WINDOW", "1s")]);
-    let config = default_config();
-    let receiver = Receiver::start(&settings(&config, &env)).await;
+    let mut stack = Stack::with(&[("HOOKRELAY__NATS__DUPLICATE_WINDOW", "1s")]).await;
+    let receiver = stack.receiver().await;
 
     // 10 creations in the System Log over the last 50 minutes, and 5 sign-ins in between.
     let mut log = Vec::new();
@@ -56,7 +52,7 @@ async fn it_stores_what_the_hook_missed_once_and_a_second_run_changes_nothing() 
         .collect();
     // The hook delivered the first 4 creations before the receiver went down.
     let delivered: Vec<Value> = created[..4].iter().map(|e| (*e).clone()).collect();
-    receiver.deliver(delivered).await;
+    receiver.deliver_events(delivered).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // Pages of 3: the 2nd request gets a 429, the 4th uses up the rate limit.
@@ -68,7 +64,9 @@ async fn it_stores_what_the_hook_missed_once_and_a_second_run_changes_nothing() 
         },
     )
     .await;
-    env.insert("OKTA_API_TOKEN".into(), system_log::TOKEN.into());
+    stack
+        .env
+        .insert("OKTA_API_TOKEN".into(), system_log::TOKEN.into());
     let args = [
         "backfill",
         "--okta-url",
@@ -80,7 +78,7 @@ async fn it_stores_what_the_hook_missed_once_and_a_second_run_changes_nothing() 
         "--page-size",
         "3",
     ];
-    let run = ctl(&env, &config, &args).await.ok();
+    let run = ctl(&stack, &args).await.ok();
     assert!(
         run.stdout
             .contains("10 events read: 4 already stored, 6 stored, 0 duplicates"),
@@ -94,8 +92,7 @@ async fn it_stores_what_the_hook_missed_once_and_a_second_run_changes_nothing() 
         run.stdout
     );
 
-    let js = connect_js(&nats).await;
-    let stored = stored_messages(&js, "OKTA_EVENTS").await;
+    let stored = stack.stored_events().await;
     let mut expected: Vec<String> = (created.iter())
         .map(|e| e["uuid"].as_str().unwrap().to_owned())
         .collect();
@@ -137,37 +134,34 @@ async fn it_stores_what_the_hook_missed_once_and_a_second_run_changes_nothing() 
 
     // Twice changes nothing (the dedupe window is long gone: the stream check does it).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let run = ctl(&env, &config, &args).await.ok();
+    let run = ctl(&stack, &args).await.ok();
     assert!(
         run.stdout
             .contains("10 events read: 10 already stored, 0 stored"),
         "{}",
         run.stdout
     );
-    assert_eq!(stored_messages(&js, "OKTA_EVENTS").await.len(), 10);
+    assert_eq!(stack.stored_events().await.len(), 10);
 }
 
 #[tokio::test]
 async fn it_refuses_to_start_before_what_the_stream_remembers() {
-    let nats = NatsServer::start();
-    let mut env = test_env(&nats, &[]);
-    let config = default_config();
-    let settings = settings(&config, &env);
-    let receiver = Receiver::start(&settings).await;
+    let mut stack = Stack::start().await;
+    let receiver = stack.receiver().await;
     for _ in 0..2 {
         let event = user_created_event(&new_uuid(), "old@example.com");
-        receiver.deliver(vec![event]).await;
+        receiver.deliver_events(vec![event]).await;
     }
     // The oldest event leaves the stream (as retention would make it).
-    let js = connect_js(&nats).await;
-    let stream = js.get_stream("OKTA_EVENTS").await.unwrap();
+    let stream = stack.events_stream().await;
     assert!(stream.delete_message(1).await.unwrap());
 
     let fake = SystemLog::start(vec![logged("user.lifecycle.create", 30)], Limits::default()).await;
-    env.insert("OKTA_API_TOKEN".into(), system_log::TOKEN.into());
+    stack
+        .env
+        .insert("OKTA_API_TOKEN".into(), system_log::TOKEN.into());
     let run = ctl(
-        &env,
-        &config,
+        &stack,
         &["backfill", "--okta-url", &fake.url(), "--since", "1h"],
     )
     .await;
@@ -179,20 +173,19 @@ async fn it_refuses_to_start_before_what_the_stream_remembers() {
         run.stderr
     );
     assert!(fake.requests().is_empty(), "nothing was fetched");
-    assert_eq!(stored_messages(&js, "OKTA_EVENTS").await.len(), 1);
+    assert_eq!(stack.stored_events().await.len(), 1);
 }
 
 #[tokio::test]
 async fn a_token_okta_refuses_stops_the_backfill_with_okta_s_reason() {
-    let nats = NatsServer::start();
-    let mut env = test_env(&nats, &[]);
-    let config = default_config();
-    let _receiver = Receiver::start(&settings(&config, &env)).await;
+    let mut stack = Stack::start().await;
+    let _receiver = stack.receiver().await;
     let fake = SystemLog::start(vec![logged("user.lifecycle.create", 30)], Limits::default()).await;
-    env.insert("OKTA_API_TOKEN".into(), "not-the-token-4711".into());
+    stack
+        .env
+        .insert("OKTA_API_TOKEN".into(), "not-the-token-4711".into());
     let run = ctl(
-        &env,
-        &config,
+        &stack,
         &["backfill", "--okta-url", &fake.url(), "--since", "1h"],
     )
     .await;

@@ -5,17 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use hookrelay_testkit::{
-    Downstream, NatsServer, Reply, event_of_type, new_uuid, stored_messages, test_env,
-    user_created_event,
+    Downstream, NatsServer, Reply, Stack, event_of_type, eventually, new_uuid, user_created_event,
 };
 use serde_json::Value;
 
-use crate::helpers::{Receiver, Worker, connect_js, ctl, eventually, settings};
+use crate::helpers::ctl;
 
 #[tokio::test]
 async fn dead_letters_are_listed_shown_and_replayed_to_their_subscriber_only() {
-    let nats = NatsServer::start();
-    let env = test_env(&nats, &[]);
     let fixed = Arc::new(AtomicBool::new(false));
     let crm = {
         let fixed = fixed.clone();
@@ -50,24 +47,23 @@ action = {{ type = "http", url = "{}" }}
         ),
     )
     .expect("write config");
-    let settings = settings(&config, &env);
-    let receiver = Receiver::start(&settings).await;
-    let _worker = Worker::start(&settings).await;
-    let js = connect_js(&nats).await;
+    let stack = Stack::on(NatsServer::start(), Some(&config), &[]).await;
+    let receiver = stack.receiver().await;
+    let _worker = stack.worker().await;
 
     let uuids: Vec<String> = (0..3).map(|_| new_uuid()).collect();
     let events = uuids
         .iter()
         .map(|u| user_created_event(u, "grace@example.com"))
         .collect();
-    receiver.deliver(events).await;
+    receiver.deliver_events(events).await;
     // And one event the receiver cannot route: its own dead letter, never replayable.
     let mut unroutable = event_of_type(&new_uuid(), "x");
     unroutable["eventType"] = Value::Null;
-    receiver.deliver(vec![unroutable]).await;
+    receiver.deliver_events(vec![unroutable]).await;
     eventually(
         "three dead letters of crm and one of the receiver",
-        || async { stored_messages(&js, "OKTA_DLQ").await.len() == 4 },
+        || async { stack.dead_letters().await.len() == 4 },
     )
     .await;
     eventually("audit handled all three", || async {
@@ -76,7 +72,7 @@ action = {{ type = "http", url = "{}" }}
     .await;
 
     // list: a table, and JSON lines.
-    let run = ctl(&env, &config, &["dead-letters", "list"]).await.ok();
+    let run = ctl(&stack, &["dead-letters", "list"]).await.ok();
     for uuid in &uuids {
         assert!(
             run.stdout
@@ -92,8 +88,7 @@ action = {{ type = "http", url = "{}" }}
         run.stdout
     );
     let run = ctl(
-        &env,
-        &config,
+        &stack,
         &["dead-letters", "list", "--subscriber", "crm", "--json"],
     )
     .await
@@ -117,9 +112,7 @@ action = {{ type = "http", url = "{}" }}
         .find(|l| l["uuid"] == uuids[0].as_str())
         .expect("listed");
     let sequence = first["sequence"].to_string();
-    let run = ctl(&env, &config, &["dead-letters", "show", &sequence])
-        .await
-        .ok();
+    let run = ctl(&stack, &["dead-letters", "show", &sequence]).await.ok();
     assert!(run.stdout.contains("Hookrelay-Error"), "{}", run.stdout);
     assert!(
         run.stdout.contains(&format!("\"uuid\": \"{}\"", uuids[0])),
@@ -128,35 +121,23 @@ action = {{ type = "http", url = "{}" }}
     );
 
     // replay needs a filter; a dry run changes nothing.
-    assert!(
-        !ctl(&env, &config, &["dead-letters", "replay"])
-            .await
-            .success
-    );
-    let run = ctl(
-        &env,
-        &config,
-        &["dead-letters", "replay", "--all", "--dry-run"],
-    )
-    .await
-    .ok();
+    assert!(!ctl(&stack, &["dead-letters", "replay"]).await.success);
+    let run = ctl(&stack, &["dead-letters", "replay", "--all", "--dry-run"])
+        .await
+        .ok();
     assert!(
         run.stdout
             .contains("would replay 3 dead letters, skipped 1"),
         "{}",
         run.stdout
     );
-    assert_eq!(stored_messages(&js, "OKTA_DLQ").await.len(), 4);
+    assert_eq!(stack.dead_letters().await.len(), 4);
 
     // The downstream is fixed: replay one event, then the rest.
     fixed.store(true, Ordering::SeqCst);
-    let run = ctl(
-        &env,
-        &config,
-        &["dead-letters", "replay", "--uuid", &uuids[0]],
-    )
-    .await
-    .ok();
+    let run = ctl(&stack, &["dead-letters", "replay", "--uuid", &uuids[0]])
+        .await
+        .ok();
     assert!(
         run.stdout.contains("replayed 1 dead letters, skipped 0"),
         "{}",
@@ -166,11 +147,9 @@ action = {{ type = "http", url = "{}" }}
         crm.requests_for(&uuids[0]).len() == 2
     })
     .await;
-    assert_eq!(stored_messages(&js, "OKTA_DLQ").await.len(), 3);
+    assert_eq!(stack.dead_letters().await.len(), 3);
 
-    let run = ctl(&env, &config, &["dead-letters", "replay", "--all"])
-        .await
-        .ok();
+    let run = ctl(&stack, &["dead-letters", "replay", "--all"]).await.ok();
     assert!(
         run.stdout.contains("replayed 2 dead letters, skipped 1"),
         "{}",
@@ -182,19 +161,15 @@ action = {{ type = "http", url = "{}" }}
     })
     .await;
     // Only the receiver's dead letter is left; audit never saw an event twice.
-    let left = stored_messages(&js, "OKTA_DLQ").await;
+    let left = stack.dead_letters().await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].subject.as_str(), "okta.dlq.receiver");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(audit.answered().len(), 3);
     // Replaying again finds nothing: each dead letter went once.
-    let run = ctl(
-        &env,
-        &config,
-        &["dead-letters", "replay", "--subscriber", "crm"],
-    )
-    .await
-    .ok();
+    let run = ctl(&stack, &["dead-letters", "replay", "--subscriber", "crm"])
+        .await
+        .ok();
     assert!(
         run.stdout.contains("replayed 0 dead letters"),
         "{}",
@@ -206,11 +181,8 @@ action = {{ type = "http", url = "{}" }}
 async fn a_dead_letter_is_kept_when_its_replay_could_not_reach_its_subscriber() {
     // An events stream that does not take replays (made by an older hookrelay): the replay
     // is refused, and the dead letter stays.
-    let nats = NatsServer::start();
-    let env = test_env(&nats, &[]);
-    let config = hookrelay_testkit::default_config();
-    let settings = settings(&config, &env);
-    let js = connect_js(&nats).await;
+    let stack = Stack::start().await;
+    let (js, settings) = (&stack.js, &stack.settings);
     let mut events = hookrelay::broker::events_stream_config(&settings.nats);
     events.subjects.retain(|s| s.starts_with("okta.events"));
     js.create_stream(events).await.expect("events stream");
@@ -229,23 +201,21 @@ async fn a_dead_letter_is_kept_when_its_replay_could_not_reach_its_subscriber() 
         .await
         .unwrap();
 
-    let run = ctl(&env, &config, &["dead-letters", "replay", "--all"]).await;
+    let run = ctl(&stack, &["dead-letters", "replay", "--all"]).await;
     assert!(!run.success);
     assert!(
         run.stderr.contains("does not take replays"),
         "{}",
         run.stderr
     );
-    assert_eq!(stored_messages(&js, "OKTA_DLQ").await.len(), 1);
+    assert_eq!(stack.dead_letters().await.len(), 1);
 
     // The stream takes replays, but no worker reads user-added's yet: its replay could wait
     // there until the stream's retention drops it, so the dead letter stays.
-    hookrelay::broker::ensure_streams(&js, &settings.nats)
+    hookrelay::broker::ensure_streams(js, &settings.nats)
         .await
         .expect("streams");
-    let run = ctl(&env, &config, &["dead-letters", "replay", "--all"])
-        .await
-        .ok();
+    let run = ctl(&stack, &["dead-letters", "replay", "--all"]).await.ok();
     assert!(
         run.stdout.contains("replayed 0 dead letters, skipped 1"),
         "{}",
@@ -256,5 +226,5 @@ async fn a_dead_letter_is_kept_when_its_replay_could_not_reach_its_subscriber() 
         "{}",
         run.stderr
     );
-    assert_eq!(stored_messages(&js, "OKTA_DLQ").await.len(), 1);
+    assert_eq!(stack.dead_letters().await.len(), 1);
 }

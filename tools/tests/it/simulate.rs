@@ -1,21 +1,18 @@
 //! `hookrelayctl simulate` against a real receiver, and against receivers that get Okta wrong.
 
 use axum::routing::get;
-use hookrelay_testkit::{NatsServer, default_config, stored_messages, test_env};
+use hookrelay_testkit::Stack;
 use serde_json::Value;
 
-use crate::helpers::{Receiver, connect_js, ctl, settings};
+use crate::helpers::{ctl, ctl_with};
 
 #[tokio::test]
 async fn it_verifies_and_delivers_preview_like_events_that_the_receiver_stores() {
-    let nats = NatsServer::start();
-    let env = test_env(&nats, &[]);
-    let config = default_config();
-    let receiver = Receiver::start(&settings(&config, &env)).await;
+    let stack = Stack::start().await;
+    let receiver = stack.receiver().await;
 
     let run = ctl(
-        &env,
-        &config,
+        &stack,
         &[
             "simulate",
             "--url",
@@ -40,8 +37,7 @@ async fn it_verifies_and_delivers_preview_like_events_that_the_receiver_stores()
 
     // The preview's sample without a real event.
     ctl(
-        &env,
-        &config,
+        &stack,
         &[
             "simulate",
             "--url",
@@ -53,7 +49,7 @@ async fn it_verifies_and_delivers_preview_like_events_that_the_receiver_stores()
     .await
     .ok();
 
-    let stored = stored_messages(&connect_js(&nats).await, "OKTA_EVENTS").await;
+    let stored = stack.stored_events().await;
     assert_eq!(stored.len(), 6);
     let events: Vec<Value> = (stored.iter())
         .map(|m| serde_json::from_slice(&m.payload).expect("JSON"))
@@ -72,24 +68,23 @@ async fn it_verifies_and_delivers_preview_like_events_that_the_receiver_stores()
 
 #[tokio::test]
 async fn a_secret_the_receiver_refuses_fails_the_run_and_says_so() {
-    let nats = NatsServer::start();
-    let env = test_env(&nats, &[]);
-    let config = default_config();
-    let receiver = Receiver::start(&settings(&config, &env)).await;
-    let wrong = test_env(
-        &nats,
-        &[("HOOKRELAY__RECEIVER__AUTH__SECRET", "Basic bm90OnRoaXM=")],
+    let stack = Stack::start().await;
+    let receiver = stack.receiver().await;
+    let mut wrong = stack.env.clone();
+    wrong.insert(
+        "HOOKRELAY__RECEIVER__AUTH__SECRET".into(),
+        "Basic bm90OnRoaXM=".into(),
     );
 
-    let run = ctl(&wrong, &config, &["simulate", "--url", &receiver.url]).await;
+    let run = ctl_with(&stack.config, &wrong, &["simulate", "--url", &receiver.url]).await;
     assert!(!run.success);
     assert!(run.stdout.contains("verification FAILED"), "{}", run.stdout);
     assert!(run.stdout.contains("401"), "{}", run.stdout);
     assert!(run.stdout.contains("refused the secret"), "{}", run.stdout);
 
-    let run = ctl(
+    let run = ctl_with(
+        &stack.config,
         &wrong,
-        &config,
         &["simulate", "--url", &receiver.url, "--skip-verification"],
     )
     .await;
@@ -117,14 +112,9 @@ async fn a_challenge_echoed_as_plain_text_fails_verification() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let nats = NatsServer::start();
+    let stack = Stack::start().await;
 
-    let run = ctl(
-        &test_env(&nats, &[]),
-        &default_config(),
-        &["simulate", "--url", &url],
-    )
-    .await;
+    let run = ctl(&stack, &["simulate", "--url", &url]).await;
     assert!(!run.success);
     assert!(run.stdout.contains("verification FAILED"), "{}", run.stdout);
     assert!(

@@ -3,29 +3,38 @@
 //! and the receivers keep answering 200.
 
 use hookrelay_testkit::load::{Load, assert_nothing_acknowledged_lost};
-use hookrelay_testkit::{Downstream, NatsCluster, Reply, env_for_url, stored_messages};
+use std::path::Path;
 
-use crate::helpers::{PATIENCE, Receiver, WorkerProcess, http_subscriber_config};
+use hookrelay::Settings;
+use hookrelay_testkit::{
+    Downstream, NatsCluster, PATIENCE, Process, Receiver, Reply, default_config, env_for_url,
+    stored_messages,
+};
+
+use crate::helpers::http_subscriber_config;
 
 #[tokio::test]
 async fn killing_the_stream_leader_of_a_3_node_cluster_loses_nothing_acknowledged() {
     let mut cluster = NatsCluster::start(3);
     let env = env_for_url(&cluster.urls(), &[("HOOKRELAY__NATS__REPLICAS", "3")]);
+    let settings = Settings::load_from(Some(&default_config()), Some(env.clone()))
+        .expect("the cluster's settings are valid");
     let receivers = [
-        Receiver::start_with_env(env.clone()).await,
-        Receiver::start_with_env(env.clone()).await,
+        Receiver::start(&settings).await,
+        Receiver::start(&settings).await,
     ];
     let downstream = Downstream::start(|_, _| Reply::status(200)).await;
     // Events that were on their way to the worker through the killed node come back after
     // ack_wait; keep it short so the test need not wait the default 30 s.
     let (_dir, config) = http_subscriber_config(&downstream.url, "ack_wait = \"2s\"");
-    let _worker = WorkerProcess::start_with_env(env, Some(&config)).await;
+    let worker_binary = Path::new(env!("CARGO_BIN_EXE_worker"));
+    let _worker = Process::start(worker_binary, &config, &env, "worker ready").await;
 
     let client = async_nats::connect(cluster.urls().split(',').collect::<Vec<_>>())
         .await
         .expect("connects to the cluster");
     let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream("OKTA_EVENTS").await.expect("the stream");
+    let mut stream = (js.get_stream(&settings.nats.stream).await).expect("the stream");
     let info = stream.info().await.expect("stream info");
     assert_eq!(info.config.num_replicas, 3);
     let leader = info
@@ -42,7 +51,7 @@ async fn killing_the_stream_leader_of_a_3_node_cluster_loses_nothing_acknowledge
     load.wait_for_more_accepted(100).await;
     let outcomes = load.finish().await;
 
-    let stored = stored_messages(&js, "OKTA_EVENTS").await;
+    let stored = stored_messages(&js, &settings.nats.stream).await;
     let stored_ids: Vec<&str> = stored
         .iter()
         .filter_map(|m| m.headers.get("Nats-Msg-Id").map(|v| v.as_str()))

@@ -5,13 +5,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use hookrelay_testkit::{
-    Downstream, NatsServer, Reply, delivery, header, new_uuid, user_created_event,
+    Downstream, PATIENCE, Receiver, Reply, Stack, delivery, header, new_uuid, user_created_event,
 };
 
-use crate::helpers::{
-    CRM_SYNC_CONSUMER, PATIENCE, Receiver, WorkerProcess, dead_letters, http_subscriber_config,
-    jetstream, wait_for_dead_letters, wait_until_settled,
-};
+use crate::helpers::{CRM_SYNC_CONSUMER, http_subscriber_config, start_worker_with};
 
 async fn deliver_one(receiver: &Receiver, login: &str) -> String {
     let uuid = new_uuid();
@@ -26,22 +23,21 @@ async fn deliver_one(receiver: &Receiver, login: &str) -> String {
 
 #[tokio::test]
 async fn a_flaky_downstream_is_retried_on_the_backoff_schedule_and_the_event_delivered() {
-    let nats = NatsServer::start();
-    let js = jetstream(&nats).await;
+    let stack = Stack::start().await;
     let downstream =
         Downstream::start(|_, before| Reply::status(if before < 2 { 503 } else { 200 })).await;
     let (_dir, config) = http_subscriber_config(
         &downstream.url,
         "backoff = [\"300ms\", \"700ms\"]\nmax_deliver = 5",
     );
-    let receiver = Receiver::start(&nats).await;
-    let _worker = WorkerProcess::start(&nats, Some(&config)).await;
+    let receiver = stack.receiver().await;
+    let _worker = start_worker_with(&stack, &config).await;
 
     let uuid = deliver_one(&receiver, "flaky@example.com").await;
     downstream
         .wait_until(PATIENCE, |requests| requests.len() >= 3)
         .await;
-    wait_until_settled(&js, CRM_SYNC_CONSUMER).await;
+    stack.wait_until_settled(CRM_SYNC_CONSUMER).await;
 
     let attempts = downstream.requests_for(&uuid);
     assert_eq!(attempts.len(), 3, "two failures, then the success");
@@ -73,23 +69,22 @@ async fn a_flaky_downstream_is_retried_on_the_backoff_schedule_and_the_event_del
     let stored_at = humantime::parse_rfc3339(stored_at).expect("RFC 3339");
     assert!(stored_at <= std::time::SystemTime::now());
     assert!(
-        dead_letters(&js).await.is_empty(),
+        stack.dead_letters().await.is_empty(),
         "a delivered event is not dead-lettered"
     );
 }
 
 #[tokio::test]
 async fn a_permanent_4xx_is_dead_lettered_with_the_reason_and_not_retried() {
-    let nats = NatsServer::start();
-    let js = jetstream(&nats).await;
+    let stack = Stack::start().await;
     let downstream = Downstream::start(|_, _| Reply::status(422)).await;
     let (_dir, config) = http_subscriber_config(&downstream.url, "backoff = [\"100ms\"]");
-    let receiver = Receiver::start(&nats).await;
-    let _worker = WorkerProcess::start(&nats, Some(&config)).await;
+    let receiver = stack.receiver().await;
+    let _worker = start_worker_with(&stack, &config).await;
 
     let uuid = deliver_one(&receiver, "rejected@example.com").await;
-    let dead = wait_for_dead_letters(&js, 1).await;
-    wait_until_settled(&js, CRM_SYNC_CONSUMER).await;
+    let dead = stack.wait_for_dead_letters(1).await;
+    stack.wait_until_settled(CRM_SYNC_CONSUMER).await;
     // Longer than the backoff: a retry would have come by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -105,17 +100,16 @@ async fn a_permanent_4xx_is_dead_lettered_with_the_reason_and_not_retried() {
 
 #[tokio::test]
 async fn an_event_out_of_attempts_is_dead_lettered_with_its_delivery_count() {
-    let nats = NatsServer::start();
-    let js = jetstream(&nats).await;
+    let stack = Stack::start().await;
     let downstream = Downstream::start(|_, _| Reply::status(503)).await;
     let (_dir, config) =
         http_subscriber_config(&downstream.url, "backoff = [\"100ms\"]\nmax_deliver = 3");
-    let receiver = Receiver::start(&nats).await;
-    let _worker = WorkerProcess::start(&nats, Some(&config)).await;
+    let receiver = stack.receiver().await;
+    let _worker = start_worker_with(&stack, &config).await;
 
     let uuid = deliver_one(&receiver, "down@example.com").await;
-    let dead = wait_for_dead_letters(&js, 1).await;
-    wait_until_settled(&js, CRM_SYNC_CONSUMER).await;
+    let dead = stack.wait_for_dead_letters(1).await;
+    stack.wait_until_settled(CRM_SYNC_CONSUMER).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     assert_eq!(
@@ -129,17 +123,16 @@ async fn an_event_out_of_attempts_is_dead_lettered_with_its_delivery_count() {
 
 #[tokio::test]
 async fn a_long_action_keeps_its_event_and_runs_once() {
-    let nats = NatsServer::start();
-    let js = jetstream(&nats).await;
+    let stack = Stack::start().await;
     // Each request takes 2.5 times ack_wait.
     let downstream =
         Downstream::start(|_, _| Reply::status(200).after(Duration::from_millis(2500))).await;
     let (_dir, config) = http_subscriber_config(&downstream.url, "ack_wait = \"1s\"");
-    let receiver = Receiver::start(&nats).await;
-    let _worker = WorkerProcess::start(&nats, Some(&config)).await;
+    let receiver = stack.receiver().await;
+    let _worker = start_worker_with(&stack, &config).await;
 
     let uuid = deliver_one(&receiver, "slow@example.com").await;
-    wait_until_settled(&js, CRM_SYNC_CONSUMER).await;
+    stack.wait_until_settled(CRM_SYNC_CONSUMER).await;
     assert_eq!(
         downstream.requests_for(&uuid).len(),
         1,
@@ -149,8 +142,7 @@ async fn a_long_action_keeps_its_event_and_runs_once() {
 
 #[tokio::test]
 async fn a_worker_killed_mid_action_gets_the_event_again_after_restart() {
-    let nats = NatsServer::start();
-    let js = jetstream(&nats).await;
+    let stack = Stack::start().await;
     // The first attempt hangs (the worker dies during it); later ones succeed.
     let downstream = Downstream::start(|_, before| {
         Reply::status(200).after(if before == 0 {
@@ -161,16 +153,16 @@ async fn a_worker_killed_mid_action_gets_the_event_again_after_restart() {
     })
     .await;
     let (_dir, config) = http_subscriber_config(&downstream.url, "ack_wait = \"2s\"");
-    let receiver = Receiver::start(&nats).await;
-    let mut worker = WorkerProcess::start(&nats, Some(&config)).await;
+    let receiver = stack.receiver().await;
+    let mut worker = start_worker_with(&stack, &config).await;
 
     let uuid = deliver_one(&receiver, "crash@example.com").await;
     downstream.wait_until(PATIENCE, |r| r.len() == 1).await;
     worker.kill().await;
 
-    let _restarted = WorkerProcess::start(&nats, Some(&config)).await;
+    let _restarted = start_worker_with(&stack, &config).await;
     downstream.wait_until(PATIENCE, |r| r.len() >= 2).await;
-    wait_until_settled(&js, CRM_SYNC_CONSUMER).await;
+    stack.wait_until_settled(CRM_SYNC_CONSUMER).await;
     let attempts = downstream.requests_for(&uuid);
     assert_eq!(attempts.len(), 2, "delivered again after the crash, once");
     assert_eq!(
@@ -178,18 +170,17 @@ async fn a_worker_killed_mid_action_gets_the_event_again_after_restart() {
         attempts[1].key(),
         "with the same idempotency key"
     );
-    assert!(dead_letters(&js).await.is_empty());
+    assert!(stack.dead_letters().await.is_empty());
 }
 
 #[tokio::test]
 async fn sigterm_mid_action_lets_it_finish_once_and_it_is_not_redone() {
-    let nats = NatsServer::start();
-    let js = jetstream(&nats).await;
+    let stack = Stack::start().await;
     let downstream =
         Downstream::start(|_, _| Reply::status(200).after(Duration::from_millis(1500))).await;
     let (_dir, config) = http_subscriber_config(&downstream.url, "ack_wait = \"1s\"");
-    let receiver = Receiver::start(&nats).await;
-    let mut worker = WorkerProcess::start(&nats, Some(&config)).await;
+    let receiver = stack.receiver().await;
+    let mut worker = start_worker_with(&stack, &config).await;
 
     let uuid = deliver_one(&receiver, "term@example.com").await;
     downstream.wait_until(PATIENCE, |r| r.len() == 1).await;
@@ -199,9 +190,9 @@ async fn sigterm_mid_action_lets_it_finish_once_and_it_is_not_redone() {
         1,
         "the action finished before the exit"
     );
-    wait_until_settled(&js, CRM_SYNC_CONSUMER).await;
+    stack.wait_until_settled(CRM_SYNC_CONSUMER).await;
 
-    let restarted = WorkerProcess::start(&nats, Some(&config)).await;
+    let restarted = start_worker_with(&stack, &config).await;
     // Longer than ack_wait: an unacknowledged event would be back by now.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
@@ -214,8 +205,7 @@ async fn sigterm_mid_action_lets_it_finish_once_and_it_is_not_redone() {
 
 #[tokio::test]
 async fn two_workers_on_one_subscriber_handle_each_event_exactly_once() {
-    let nats = NatsServer::start();
-    let js = jetstream(&nats).await;
+    let stack = Stack::start().await;
     let downstream =
         Downstream::start(|_, _| Reply::status(200).after(Duration::from_millis(20))).await;
     // Identical subscribers but for a header that tells the two processes apart.
@@ -229,9 +219,9 @@ async fn two_workers_on_one_subscriber_handle_each_event_exactly_once() {
         );
         std::fs::write(path, text).expect("config");
     }
-    let receiver = Receiver::start(&nats).await;
-    let _a = WorkerProcess::start(&nats, Some(&config_a)).await;
-    let _b = WorkerProcess::start(&nats, Some(&config_b)).await;
+    let receiver = stack.receiver().await;
+    let _a = start_worker_with(&stack, &config_a).await;
+    let _b = start_worker_with(&stack, &config_b).await;
 
     let mut uuids = Vec::new();
     for batch in 0..10 {
@@ -247,7 +237,7 @@ async fn two_workers_on_one_subscriber_handle_each_event_exactly_once() {
     downstream
         .wait_until(PATIENCE, |r| r.len() >= uuids.len())
         .await;
-    wait_until_settled(&js, CRM_SYNC_CONSUMER).await;
+    stack.wait_until_settled(CRM_SYNC_CONSUMER).await;
 
     let requests = downstream.requests();
     let mut per_event: HashMap<&str, usize> = HashMap::new();

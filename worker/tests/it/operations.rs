@@ -1,37 +1,30 @@
 //! What an operator sees of the worker: `/metrics` and `/readyz`, from the real binary.
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use hookrelay_testkit::{
-    Downstream, NatsServer, Reply, delivery, free_port, metric, new_uuid, scrape, test_env,
+    Downstream, PATIENCE, Process, Reply, Stack, delivery, free_port, metric, new_uuid, scrape,
     user_created_event,
 };
 
-use crate::helpers::{
-    CRM_SYNC_CONSUMER, PATIENCE, Receiver, WorkerProcess, http_subscriber_config, jetstream,
-    wait_for_dead_letters, wait_until_settled,
-};
+use crate::helpers::{CRM_SYNC_CONSUMER, http_subscriber_config};
 
-/// A worker with the configuration at `config`, and its admin address.
-async fn worker_with_admin(
-    nats: &NatsServer,
-    config: &std::path::Path,
-) -> (WorkerProcess, SocketAddr) {
+/// A worker with the configuration at `config` on the stack's server, and its admin address.
+async fn worker_with_admin(stack: &Stack, config: &Path) -> (Process, SocketAddr) {
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let env = test_env(
-        nats,
-        &[("HOOKRELAY__WORKER__ADMIN_LISTEN", &admin.to_string())],
-    );
+    let mut env = stack.env.clone();
+    env.insert("HOOKRELAY__WORKER__ADMIN_LISTEN".into(), admin.to_string());
+    let binary = Path::new(env!("CARGO_BIN_EXE_worker"));
     (
-        WorkerProcess::start_with_env(env, Some(config)).await,
+        Process::start(binary, config, &env, "worker ready").await,
         admin,
     )
 }
 
 #[tokio::test]
 async fn metrics_count_outcomes_and_show_each_consumers_lag() {
-    let nats = NatsServer::start();
-    let js = jetstream(&nats).await;
+    let stack = Stack::start().await;
     // `reject@…` is refused for good; every other event fails once, then succeeds.
     let downstream = Downstream::start(|request, before| {
         let body = String::from_utf8_lossy(&request.body);
@@ -43,8 +36,8 @@ async fn metrics_count_outcomes_and_show_each_consumers_lag() {
     })
     .await;
     let (_dir, config) = http_subscriber_config(&downstream.url, "backoff = [\"100ms\"]");
-    let receiver = Receiver::start(&nats).await;
-    let (_worker, admin) = worker_with_admin(&nats, &config).await;
+    let receiver = stack.receiver().await;
+    let (_worker, admin) = worker_with_admin(&stack, &config).await;
 
     receiver
         .deliver(&delivery(
@@ -55,8 +48,8 @@ async fn metrics_count_outcomes_and_show_each_consumers_lag() {
             ],
         ))
         .await;
-    wait_for_dead_letters(&js, 1).await;
-    wait_until_settled(&js, CRM_SYNC_CONSUMER).await;
+    stack.wait_for_dead_letters(1).await;
+    stack.wait_until_settled(CRM_SYNC_CONSUMER).await;
 
     let http = hookrelay_testkit::http_client();
     let text = scrape(&http, admin).await;
@@ -91,14 +84,14 @@ async fn metrics_count_outcomes_and_show_each_consumers_lag() {
 
 #[tokio::test]
 async fn lag_shows_events_waiting_for_a_busy_subscriber_and_readyz_needs_its_consumers() {
-    let nats = NatsServer::start();
+    let stack = Stack::start().await;
     // `concurrency = 1` and a slow action: the rest of the batch waits in the stream.
     let downstream_slow =
         Downstream::start(|_, _| Reply::status(200).after(std::time::Duration::from_secs(30)))
             .await;
     let (_dir, config) = http_subscriber_config(&downstream_slow.url, "concurrency = 1");
-    let receiver = Receiver::start(&nats).await;
-    let (_worker, admin) = worker_with_admin(&nats, &config).await;
+    let receiver = stack.receiver().await;
+    let (_worker, admin) = worker_with_admin(&stack, &config).await;
     let events = (0..5)
         .map(|i| user_created_event(&new_uuid(), &format!("u{i}@example.com")))
         .collect();
@@ -134,8 +127,7 @@ async fn lag_shows_events_waiting_for_a_busy_subscriber_and_readyz_needs_its_con
     // Not ready once a consumer is gone.
     let ready = format!("http://{admin}/readyz");
     assert_eq!(http.get(&ready).send().await.expect("answer").status(), 200);
-    let js = jetstream(&nats).await;
-    let stream = js.get_stream("OKTA_EVENTS").await.expect("stream");
+    let stream = stack.events_stream().await;
     stream
         .delete_consumer(CRM_SYNC_CONSUMER)
         .await

@@ -1,11 +1,9 @@
 //! Okta → receiver → JetStream → worker, end to end, as a user following the guide sees it.
 
-use hookrelay_testkit::{
-    NatsServer, delivery, event_of_type, header, new_uuid, user_created_event,
-};
+use hookrelay_testkit::{Stack, delivery, event_of_type, header, new_uuid, user_created_event};
 use serde_json::json;
 
-use crate::helpers::{Receiver, WorkerProcess, jetstream, wait_for_dead_letters};
+use crate::helpers::{start_worker, start_worker_with};
 
 fn guide_line(login: &str) -> String {
     format!("The user {login} has been added to the Okta org!")
@@ -13,9 +11,9 @@ fn guide_line(login: &str) -> String {
 
 #[tokio::test]
 async fn the_guides_line_is_logged_for_every_user_of_a_batch() {
-    let nats = NatsServer::start();
-    let receiver = Receiver::start(&nats).await;
-    let worker = WorkerProcess::start(&nats, None).await;
+    let stack = Stack::start().await;
+    let receiver = stack.receiver().await;
+    let worker = start_worker(&stack).await;
 
     let users = [
         "jane.doe@example.com",
@@ -59,15 +57,15 @@ async fn the_guides_line_is_logged_for_every_user_of_a_batch() {
 
 #[tokio::test]
 async fn events_stored_before_the_worker_starts_are_handled_when_it_does() {
-    let nats = NatsServer::start();
-    let receiver = Receiver::start(&nats).await;
+    let stack = Stack::start().await;
+    let receiver = stack.receiver().await;
     receiver
         .deliver(&delivery(
             &new_uuid(),
             vec![user_created_event(&new_uuid(), "early@example.com")],
         ))
         .await;
-    let worker = WorkerProcess::start(&nats, None).await;
+    let worker = start_worker(&stack).await;
     worker
         .wait_for_line(|line| line.ends_with(&guide_line("early@example.com")))
         .await;
@@ -75,10 +73,9 @@ async fn events_stored_before_the_worker_starts_are_handled_when_it_does() {
 
 #[tokio::test]
 async fn the_previews_event_without_target_is_dead_lettered_and_the_worker_carries_on() {
-    let nats = NatsServer::start();
-    let js = jetstream(&nats).await;
-    let receiver = Receiver::start(&nats).await;
-    let mut worker = WorkerProcess::start(&nats, None).await;
+    let stack = Stack::start().await;
+    let receiver = stack.receiver().await;
+    let mut worker = start_worker(&stack).await;
 
     let preview = event_of_type(&new_uuid(), "user.lifecycle.create");
     assert_eq!(preview["target"], json!(null));
@@ -89,7 +86,7 @@ async fn the_previews_event_without_target_is_dead_lettered_and_the_worker_carri
     worker
         .wait_for_line(|line| line.contains("ERROR") && line.contains("no target"))
         .await;
-    let dead = wait_for_dead_letters(&js, 1).await;
+    let dead = stack.wait_for_dead_letters(1).await;
     assert_eq!(dead.len(), 1);
     let letter = &dead[0];
     assert_eq!(letter.subject.as_str(), "okta.dlq.user-added");
@@ -121,13 +118,13 @@ async fn the_previews_event_without_target_is_dead_lettered_and_the_worker_carri
         .wait_for_line(|line| line.ends_with(&guide_line("after.preview@example.com")))
         .await;
     // Dead-lettered once, not retried.
-    assert_eq!(crate::helpers::dead_letters(&js).await.len(), 1);
+    assert_eq!(stack.dead_letters().await.len(), 1);
 }
 
 #[tokio::test]
 async fn every_subscriber_gets_every_event_of_its_types() {
-    let nats = NatsServer::start();
-    let receiver = Receiver::start(&nats).await;
+    let stack = Stack::start().await;
+    let receiver = stack.receiver().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("hookrelay.toml");
     std::fs::write(
@@ -145,7 +142,7 @@ action = { type = "log" }
 "#,
     )
     .expect("write config");
-    let worker = WorkerProcess::start(&nats, Some(&config)).await;
+    let worker = start_worker_with(&stack, &config).await;
 
     let created = new_uuid();
     let session = new_uuid();
@@ -171,8 +168,8 @@ action = { type = "log" }
 
 #[tokio::test]
 async fn sigterm_stops_the_worker_cleanly() {
-    let nats = NatsServer::start();
-    let mut worker = WorkerProcess::start(&nats, None).await;
+    let stack = Stack::start().await;
+    let mut worker = start_worker(&stack).await;
     assert_eq!(worker.terminate().await, Some(0));
     worker
         .wait_for_line(|line| line.contains("worker stopped"))
