@@ -1,50 +1,22 @@
-//! The `receiver` binary: flags, logging, configuration, then [`receiver::Application`].
+//! The `receiver` binary: the shared service command line, then [`receiver::Application`].
 
-use std::path::PathBuf;
-
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use hookrelay::{Settings, admin, shutdown, telemetry};
+use hookrelay::service::{self, Service};
 
 /// jemalloc: less lock contention per request than glibc's allocator and a smaller resident
 /// set under load than glibc or mimalloc (bench/run measures both).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-#[derive(Parser)]
-#[command(
-    version,
-    about = "Receives Okta event hooks and stores every event in NATS JetStream"
-)]
-struct Cli {
-    /// The configuration file; `HOOKRELAY__SECTION__KEY` environment variables override it.
-    #[arg(long, env = "HOOKRELAY_CONFIG", default_value = "config/default.toml")]
-    config: PathBuf,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the hook endpoint (the default).
-    Serve,
-    /// Exit 0 if the running receiver's `/readyz` answers 200: the container health check.
-    Health,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let settings =
-        Settings::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Health => admin::probe(settings.receiver.admin_listen, "/readyz")
-            .await
-            .map_err(anyhow::Error::msg),
-        Command::Serve => {
-            telemetry::init(&settings.log)?;
-            let app = receiver::Application::build(&settings).await?;
-            app.run(shutdown::on_signal()?).await
-        }
-    }
+    let receiver = Service {
+        name: "receiver",
+        about: "Receives Okta event hooks and stores every event in NATS JetStream",
+        admin_listen: |settings| settings.receiver.admin_listen,
+    };
+    service::main(receiver, |settings, shutdown| async move {
+        let app = receiver::Application::build(&settings).await?;
+        app.run(shutdown).await
+    })
+    .await
 }

@@ -7,6 +7,7 @@
 //! - [`broker`]: the NATS connection and the two JetStream streams.
 //! - [`publish`]: the one way Okta events are stored, for every ingress.
 //! - [`admin`]: `/healthz`, `/readyz` and the health-check probe.
+//! - [`service`]: the command line of both services (`--config`, `run`, `health`).
 //! - [`telemetry`], [`shutdown`]: logging and the shutdown signal.
 
 pub mod admin;
@@ -14,6 +15,7 @@ pub mod broker;
 pub mod config;
 pub mod event;
 pub mod publish;
+pub mod service;
 pub mod shutdown;
 pub mod subject;
 pub mod telemetry;
