@@ -175,3 +175,17 @@ async fn sigterm_stops_the_worker_cleanly() {
         .wait_for_line(|line| line.contains("worker stopped"))
         .await;
 }
+
+/// The README's example of a new end-to-end test, kept compiling and passing.
+#[tokio::test]
+async fn an_event_delivered_to_the_stack_settles_its_subscriber() {
+    let stack = Stack::start().await;
+    let receiver = stack.receiver().await;
+    let _worker = stack.worker().await;
+    receiver
+        .deliver_events(vec![user_created_event(&new_uuid(), "ada@example.com")])
+        .await;
+    stack
+        .wait_until_settled("user-added_user_lifecycle_create")
+        .await;
+}
