@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, consumer, stream, stream::Stream};
+use futures::StreamExt as _;
 
 use crate::config::NatsSettings;
 use crate::subject;
@@ -159,4 +160,65 @@ pub fn now_rfc3339() -> String {
 /// `time` in RFC 3339 with microseconds.
 pub fn rfc3339(time: std::time::SystemTime) -> String {
     humantime::format_rfc3339_micros(time).to_string()
+}
+
+/// The headers of every message of `stream` on `filter_subject` from `deliver_policy` on, in
+/// order, until it has caught up (it returns at once when there is nothing to read).
+pub async fn read_stream(
+    stream: &Stream,
+    filter_subject: String,
+    deliver_policy: consumer::DeliverPolicy,
+    mut each: impl FnMut(&jetstream::Message) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let reader = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject,
+            deliver_policy,
+            headers_only: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+    if reader.cached_info().num_pending == 0 {
+        return Ok(());
+    }
+    let mut messages = reader
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+        each(&message)?;
+        let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+        if info.pending == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The uuid (`Nats-Msg-Id`) of every event stored on `stream` from `from` on: what a reader of
+/// Okta's System Log must not store again once JetStream's duplicate window has passed.
+pub async fn stored_uuids(
+    stream: &Stream,
+    from: std::time::SystemTime,
+    mut each: impl FnMut(usize),
+) -> anyhow::Result<std::collections::HashSet<String>> {
+    let mut uuids = std::collections::HashSet::new();
+    read_stream(
+        stream,
+        format!("{}.>", subject::EVENTS_PREFIX),
+        consumer::DeliverPolicy::ByStartTime {
+            start_time: from.into(),
+        },
+        |message| {
+            if let Some(id) = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
+                uuids.insert(id.as_str().to_owned());
+            }
+            each(uuids.len());
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(uuids)
 }

@@ -6,6 +6,7 @@
 //! - [`subject`]: subject and header names, and the checks that keep them safe.
 //! - [`broker`]: the NATS connection and the two JetStream streams.
 //! - [`publish`]: the one way Okta events are stored, for every ingress.
+//! - [`okta`]: Okta's System Log API, read as Okta says to (next links, rate limits).
 //! - [`admin`]: `/healthz`, `/readyz` and the health-check probe.
 //! - [`service`]: the command line of both services (`--config`, `run`, `health`).
 //! - [`telemetry`], [`shutdown`]: logging and the shutdown signal.
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod event;
+pub mod okta;
 pub mod publish;
 pub mod service;
 pub mod shutdown;

@@ -74,6 +74,8 @@ pub struct Publisher {
     /// The largest event stored as it is; a larger one is dead-lettered, truncated.
     max_event_bytes: usize,
     metrics: Arc<dyn PublishMetrics>,
+    /// The ingress, when it is not the hook, for [`header::SOURCE`].
+    source: Option<&'static str>,
 }
 
 enum Kind {
@@ -98,6 +100,7 @@ const HEADER_ALLOWANCE: usize = 4096;
 struct DeliveryHeaders<'a> {
     delivery_id: Option<&'a str>,
     okta_request_id: Option<&'a str>,
+    source: Option<&'static str>,
 }
 
 /// One message of a delivery, built anew for each attempt (cheaper than building it once and
@@ -118,6 +121,9 @@ impl Outgoing<'_> {
         }
         if let Some(id) = delivery.okta_request_id {
             headers.insert(header::OKTA_REQUEST_ID, id);
+        }
+        if let Some(source) = delivery.source {
+            headers.insert(header::SOURCE, source);
         }
         if let Kind::DeadLetter {
             code: _,
@@ -164,7 +170,15 @@ impl Publisher {
             budget,
             max_event_bytes: max_payload.saturating_sub(HEADER_ALLOWANCE).max(1024),
             metrics,
+            source: None,
         }
+    }
+
+    /// Marks every message this publisher stores as coming from `source` (an ingress other
+    /// than the hook: `system-log`, `backfill`).
+    pub fn with_source(mut self, source: &'static str) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// Stores every event of `body`. The stored bytes of each event are a slice of `body`, not a
@@ -180,6 +194,7 @@ impl Publisher {
         let delivery = DeliveryHeaders {
             delivery_id: envelope.delivery_id(),
             okta_request_id,
+            source: self.source,
         };
         let outgoing = outgoing(&body, &envelope, self.max_event_bytes);
         let stored =

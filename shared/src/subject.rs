@@ -44,6 +44,9 @@ pub mod header {
     pub const TRUNCATED_FROM: &str = "Hookrelay-Truncated-From";
     /// When it was dead-lettered, RFC 3339 with microseconds.
     pub const DEAD_LETTERED_AT: &str = "Hookrelay-Dead-Lettered-At";
+    /// Which ingress stored an event that did not come through the hook: `system-log` (the
+    /// reconciler) or `backfill`. Absent on events the hook delivered.
+    pub const SOURCE: &str = "Hookrelay-Source";
 }
 
 /// The event type of an event subject, `okta.events.<eventType>` or a replay's

@@ -217,6 +217,7 @@ pub fn env_for_url(url: &str, overrides: &[(&str, &str)]) -> HashMap<String, Str
         ("HOOKRELAY__RECEIVER__ADMIN_LISTEN", "127.0.0.1:0"),
         ("HOOKRELAY__RECEIVER__AUTH__SECRET", DEMO_SECRET),
         ("HOOKRELAY__WORKER__ADMIN_LISTEN", "127.0.0.1:0"),
+        ("HOOKRELAY__RECONCILER__ADMIN_LISTEN", "127.0.0.1:0"),
     ];
     base.iter()
         .chain(overrides)

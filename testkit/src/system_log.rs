@@ -1,8 +1,11 @@
-//! A fake of Okta's System Log API (`GET /api/v1/logs`) for backfill tests: it serves the
-//! events it was given, filtered and paged as Okta does (`since`, `until`, `filter` by event
-//! type, `limit`, `Link: <…>; rel="next"`), checks the `SSWS` token, reports its rate limit in
-//! `X-Rate-Limit-*` headers, and can be told to answer 429 or use up its limit on a given
-//! request.
+//! A fake of Okta's System Log API (`GET /api/v1/logs`): it serves the events it was given, in
+//! the order they were added (Okta's persistence order, so `published` may go backwards),
+//! filtered and paged as Okta does (`since`, `until`, `filter` by event type, `limit`,
+//! `Link: <…>; rel="next"` with an `after` cursor), checks the `SSWS` token, reports its rate
+//! limit in `X-Rate-Limit-*` headers, and can be told to answer 429 or use up its limit on a
+//! given request. In polling mode ([`SystemLog::polling`]) events keep arriving
+//! ([`SystemLog::push`]) and every answer has a `next` link, even an empty one, as Okta's do
+//! when there is no `until`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -44,7 +47,9 @@ impl Request {
 }
 
 struct Shared {
-    events: Vec<Value>,
+    events: Mutex<Vec<Value>>,
+    /// Polling mode: a `next` link on every answer.
+    polling: bool,
     limits: Limits,
     requests: Mutex<Vec<Request>>,
     base: String,
@@ -57,14 +62,35 @@ pub struct SystemLog {
 }
 
 impl SystemLog {
-    /// Serves `events` (System Log events, with `published` and `eventType`) in their order.
+    /// Serves `events` (System Log events, with `published` and `eventType`) in their order,
+    /// with a `next` link only while more matching events follow.
     pub async fn start(events: Vec<Value>, limits: Limits) -> Self {
+        Self::serve(events, limits, false).await
+    }
+
+    /// Polling mode: a `next` link on every answer; events added later with [`push`](Self::push)
+    /// are on the pages that follow.
+    pub async fn polling(events: Vec<Value>, limits: Limits) -> Self {
+        Self::serve(events, limits, true).await
+    }
+
+    /// Events that happened since: they go at the end, whatever their `published`.
+    pub fn push(&self, events: impl IntoIterator<Item = Value>) {
+        self.shared
+            .events
+            .lock()
+            .expect("not poisoned")
+            .extend(events);
+    }
+
+    async fn serve(events: Vec<Value>, limits: Limits, polling: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a free port");
         let addr = listener.local_addr().expect("a local address");
         let shared = Arc::new(Shared {
-            events,
+            events: Mutex::new(events),
+            polling,
             limits,
             requests: Mutex::new(Vec::new()),
             base: format!("http://{addr}"),
@@ -169,7 +195,8 @@ async fn logs(
     let limit: usize = param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
     let after: usize = param("after").and_then(|a| a.parse().ok()).unwrap_or(0);
 
-    let matching: Vec<(usize, &Value)> = (shared.events.iter().enumerate())
+    let events = shared.events.lock().expect("not poisoned").clone();
+    let matching: Vec<(usize, &Value)> = (events.iter().enumerate())
         .filter(|(_, e)| {
             let published = e["published"].as_str().and_then(time_of);
             published.is_some_and(|p| p >= since && p < until)
@@ -189,7 +216,17 @@ async fn logs(
     self_link.push_str(&serde_urlencode(&query));
     self_link.push_str(">; rel=\"self\"");
     out.append("link", HeaderValue::from_str(&self_link).unwrap());
-    if let Some((next, _)) = matching.get(limit) {
+    // The cursor after this page: the next matching event, or (polling) past the last one served.
+    let next_after = match matching.get(limit) {
+        Some((next, _)) => Some(*next),
+        None if shared.polling => Some(
+            matching
+                .get(page.len().wrapping_sub(1))
+                .map_or(after, |(last, _)| last + 1),
+        ),
+        None => None,
+    };
+    if let Some(next) = next_after {
         let mut next_query: Vec<(String, String)> = query
             .iter()
             .filter(|(k, _)| k != "after")

@@ -18,7 +18,6 @@ use hookrelay::subject::{self, header};
 use serde::Serialize;
 
 use crate::progress::Progress;
-use crate::read_stream;
 
 /// One dead letter, as the list shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -98,7 +97,7 @@ pub async fn list(stream: &Stream, filter: &Filter) -> anyhow::Result<Vec<DeadLe
         [one] => subject::dlq_subject(one),
         _ => format!("{}.>", subject::DLQ_PREFIX),
     };
-    read_stream(stream, subject, consumer::DeliverPolicy::All, |message| {
+    hookrelay::broker::read_stream(stream, subject, consumer::DeliverPolicy::All, |message| {
         let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
         let letter = DeadLetter::read(
             info.stream_sequence,

@@ -13,9 +13,7 @@ pub mod simulate;
 
 use std::time::Duration;
 
-use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer, stream::Stream};
-use futures::StreamExt as _;
+use async_nats::jetstream;
 use hookrelay::{Settings, broker};
 
 /// An HTTP client for the tools: rustls with ring (as async-nats uses), no redirects followed
@@ -28,38 +26,6 @@ pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("hookrelayctl/", env!("CARGO_PKG_VERSION")))
         .build()?)
-}
-
-/// The headers of every message of `stream` on `filter_subject` from `deliver_policy` on, in
-/// order, until it has caught up (it returns at once when there is nothing to read).
-pub async fn read_stream(
-    stream: &Stream,
-    filter_subject: String,
-    deliver_policy: consumer::DeliverPolicy,
-    mut each: impl FnMut(&jetstream::Message) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let reader = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject,
-            deliver_policy,
-            headers_only: true,
-            ..Default::default()
-        })
-        .await
-        .context("reading the stream")?;
-    if reader.cached_info().num_pending == 0 {
-        return Ok(());
-    }
-    let mut messages = reader.messages().await.context("reading the stream")?;
-    while let Some(message) = messages.next().await {
-        let message = message.context("reading the stream")?;
-        each(&message)?;
-        let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-        if info.pending == 0 {
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// A JetStream context on the configured NATS, saying where it connects (on stderr).

@@ -6,12 +6,16 @@
 
 mod log;
 mod nats;
+mod okta;
 mod receiver;
+mod reconciler;
 mod worker;
 
 pub use log::{LogFormat, LogSettings};
 pub use nats::NatsSettings;
+pub use okta::{OktaAccess, OktaSettings};
 pub use receiver::{AuthSettings, ReceiverSettings};
+pub use reconciler::ReconcilerSettings;
 pub use worker::{ActionSettings, HttpActionSettings, SubscriberSettings, WorkerSettings};
 
 use std::collections::HashMap;
@@ -59,6 +63,10 @@ pub struct Settings {
     pub receiver: ReceiverSettings,
     /// The subscribers that act on stored events.
     pub worker: WorkerSettings,
+    /// The org's API, for what reads from Okta.
+    pub okta: OktaSettings,
+    /// The second ingress: the System Log reader.
+    pub reconciler: ReconcilerSettings,
     /// Log level and format.
     pub log: LogSettings,
 }
@@ -97,7 +105,23 @@ impl Settings {
     fn validate(&mut self) -> Result<(), ConfigError> {
         self.nats.validate()?;
         self.receiver.validate()?;
-        self.worker.validate()
+        self.worker.validate()?;
+        self.reconciler.validate()
+    }
+
+    /// The event types the System Log reader stores: `reconciler.event_types`, else every
+    /// configured subscriber's, sorted, once each.
+    pub fn reconciled_event_types(&self) -> Vec<String> {
+        let mut types: Vec<String> = if self.reconciler.event_types.is_empty() {
+            (self.worker.subscribers.iter())
+                .flat_map(|s| s.event_types.iter().cloned())
+                .collect()
+        } else {
+            self.reconciler.event_types.clone()
+        };
+        types.sort();
+        types.dedup();
+        types
     }
 
     /// The receiver's own requirements: it refuses to start without a secret. Returns every

@@ -1,0 +1,184 @@
+//! The reconciler's state, in JetStream key-value buckets so it survives a restart and is
+//! shared by every reconciler: the **cursor** (the System Log's `next` link), saved only after
+//! every event of the page before it was acknowledged and only over the revision this
+//! reconciler read (compare-and-set), and the **lease** that lets one reconciler poll while the
+//! others stand by. The lease bucket's entries expire after `reconciler.lease_ttl`: a
+//! reconciler that dies without letting go loses it within that time.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, kv, stream};
+use serde::{Deserialize, Serialize};
+
+const CURSOR_KEY: &str = "cursor";
+const LEASE_KEY: &str = "lease";
+
+/// Where the next poll starts, and how far the reading had got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The `next` link of the last page stored.
+    pub next: String,
+    /// The newest `published` read so far (RFC 3339), if any event was read.
+    pub newest_published: Option<String>,
+    /// When this cursor was saved (RFC 3339).
+    pub saved_at: String,
+}
+
+impl Cursor {
+    pub fn new(next: &reqwest::Url, newest_published: Option<SystemTime>) -> Self {
+        Cursor {
+            next: next.to_string(),
+            newest_published: newest_published
+                .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            saved_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        }
+    }
+
+    /// How far back the events after this cursor may have been stored already: its newest
+    /// `published`, else when it was saved.
+    pub fn read_up_to(&self) -> Option<SystemTime> {
+        let text = self.newest_published.as_deref().unwrap_or(&self.saved_at);
+        humantime::parse_rfc3339_weak(text).ok()
+    }
+}
+
+/// Another reconciler saved the cursor since this one read it: it is the one polling now.
+#[derive(Debug, thiserror::Error)]
+#[error("another reconciler saved the cursor")]
+pub struct Conflict;
+
+/// The cursor and the lease.
+pub struct State {
+    cursors: kv::Store,
+    leases: kv::Store,
+    /// Who this reconciler is, in the lease.
+    holder: String,
+    /// The lease's revision while this reconciler holds it.
+    lease: Option<u64>,
+    /// The cursor's revision as last read or written (0: none yet).
+    cursor_revision: u64,
+    /// How often the holder renews the lease: a third of its time to live.
+    pub renewal: Duration,
+}
+
+impl State {
+    /// Opens (or creates) `bucket` and `<bucket>_lease`.
+    pub async fn open(
+        js: &jetstream::Context,
+        bucket: &str,
+        lease_ttl: Duration,
+        replicas: usize,
+    ) -> anyhow::Result<Self> {
+        let cursors = Bucket {
+            name: bucket,
+            description: "hookrelay reconciler: the System Log cursor",
+            max_age: Duration::ZERO,
+            replicas,
+        };
+        let lease_bucket = format!("{bucket}_lease");
+        let leases = Bucket {
+            name: &lease_bucket,
+            description: "hookrelay reconciler: which one polls",
+            max_age: lease_ttl,
+            replicas,
+        };
+        let (cursors, leases) = (store(js, &cursors).await?, store(js, &leases).await?);
+        Ok(State {
+            cursors,
+            leases,
+            holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()),
+            lease: None,
+            cursor_revision: 0,
+            renewal: lease_ttl / 3,
+        })
+    }
+
+    /// Takes the lease if it is free, or renews it if this reconciler holds it. Whether this
+    /// reconciler holds it now.
+    pub async fn lead(&mut self) -> bool {
+        let value = self.holder.clone().into_bytes().into();
+        self.lease = match self.lease {
+            Some(revision) => self.leases.update(LEASE_KEY, value, revision).await.ok(),
+            None => self.leases.create(LEASE_KEY, value).await.ok(),
+        };
+        self.lease.is_some()
+    }
+
+    /// Lets go of the lease, so that a standing-by reconciler takes over at once.
+    pub async fn release(&mut self) {
+        if let Some(revision) = self.lease.take() {
+            let _ = self
+                .leases
+                .delete_expect_revision(LEASE_KEY, Some(revision))
+                .await;
+        }
+    }
+
+    /// The saved cursor, if any.
+    pub async fn load(&mut self) -> anyhow::Result<Option<Cursor>> {
+        let entry = (self.cursors.entry(CURSOR_KEY).await).context("reading the cursor")?;
+        let Some(entry) = entry else {
+            self.cursor_revision = 0;
+            return Ok(None);
+        };
+        self.cursor_revision = entry.revision;
+        if entry.operation != kv::Operation::Put {
+            return Ok(None);
+        }
+        let cursor = serde_json::from_slice(&entry.value).context("reading the cursor")?;
+        Ok(Some(cursor))
+    }
+
+    /// Saves `cursor` over the revision this reconciler last read or wrote.
+    pub async fn save(&mut self, cursor: &Cursor) -> Result<(), Conflict> {
+        let value = serde_json::to_vec(cursor)
+            .expect("a cursor serialises")
+            .into();
+        let saved = if self.cursor_revision == 0 {
+            self.cursors.create(CURSOR_KEY, value).await.ok()
+        } else {
+            (self.cursors)
+                .update(CURSOR_KEY, value, self.cursor_revision)
+                .await
+                .ok()
+        };
+        self.cursor_revision = saved.ok_or(Conflict)?;
+        Ok(())
+    }
+}
+
+/// Opens the bucket, creating its stream first if need be. The stream is made here rather than
+/// by `create_key_value`, which first asks for the account's limits in a form nats-server 2.9
+/// does not answer; the configuration is the one async-nats gives a bucket.
+async fn store(js: &jetstream::Context, bucket: &Bucket<'_>) -> anyhow::Result<kv::Store> {
+    let config = stream::Config {
+        name: format!("KV_{}", bucket.name),
+        description: Some(bucket.description.to_owned()),
+        subjects: vec![format!("$KV.{}.>", bucket.name)],
+        max_messages_per_subject: 1,
+        max_age: bucket.max_age,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: bucket.replicas.max(1),
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .with_context(|| format!("creating the key-value bucket {}", bucket.name))?;
+    js.get_key_value(bucket.name)
+        .await
+        .with_context(|| format!("opening the key-value bucket {}", bucket.name))
+}
+
+/// A bucket of one value per key.
+struct Bucket<'a> {
+    name: &'a str,
+    description: &'a str,
+    /// Zero: values never expire.
+    max_age: Duration,
+    replicas: usize,
+}

@@ -1,0 +1,5 @@
+//! The reconciler against a fake of Okta's System Log in polling mode (events arriving over
+//! time, a `next` link on every answer, `published` out of order), a real nats-server, and the
+//! receiver and worker in process.
+
+mod reconcile;

@@ -1,0 +1,401 @@
+//! Okta's System Log API (`GET /api/v1/logs`), read the way Okta says to: follow the
+//! `Link: <…>; rel="next"` of every answer (only to the org's own origin: the token goes nowhere
+//! else), honour `X-Rate-Limit-Remaining`/`-Reset` and 429s, retry 5xx answers and network
+//! errors with backoff. One client for every reader: the reconciler and `hookrelayctl
+//! backfill`. Events read here are stored through [`crate::publish`] as a synthetic delivery.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::ExposeSecret as _;
+use serde_json::value::RawValue;
+
+use crate::config::OktaAccess;
+use crate::subject;
+
+/// The longest wait for a rate limit to reset: Okta's windows are a minute.
+pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
+/// Okta's answer when a query runs too long; also what one page may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a page could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum OktaError {
+    /// Okta refused the request (a 4xx other than 429): retrying will not help.
+    #[error("the System Log answered {status}: {summary}{hint}")]
+    Refused {
+        status: reqwest::StatusCode,
+        summary: String,
+        hint: &'static str,
+    },
+    /// 429s, 5xx answers or network errors, more times than allowed.
+    #[error("giving up on {url} after {retries} retries: {why}")]
+    GaveUp {
+        url: String,
+        retries: u32,
+        why: String,
+    },
+    /// The `next` link leaves the org's origin, or cannot be read.
+    #[error("{0}")]
+    NextLink(String),
+    /// The client could not be built or the body not read.
+    #[error("{0}")]
+    Client(String),
+}
+
+impl OktaError {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OktaError::Refused { .. } => "refused",
+            OktaError::GaveUp { .. } => "unavailable",
+            OktaError::NextLink(_) => "next_link",
+            OktaError::Client(_) => "client",
+        }
+    }
+}
+
+/// What reading pages cost, for reports and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Calls {
+    /// Times the reader waited for the rate limit to reset (429, used up, or its share used).
+    pub rate_limit_waits: usize,
+    /// Requests tried again after a 429, a 5xx or a network error.
+    pub retries: usize,
+}
+
+/// One answer of `/api/v1/logs`.
+pub struct Page {
+    /// A JSON array of LogEvents.
+    pub body: Bytes,
+    /// The `rel="next"` link: in polling mode (no `until`), always present.
+    pub next: Option<reqwest::Url>,
+    /// Okta's `X-Okta-Request-Id`, carried to the stored events for tracing.
+    pub request_id: Option<String>,
+}
+
+impl Page {
+    /// The page's events, each as Okta sent it.
+    pub fn events(&self) -> Result<Vec<&RawValue>, OktaError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| OktaError::Client(format!("not a list of System Log events: {e}")))
+    }
+}
+
+/// A System Log reader for one org.
+pub struct SystemLog {
+    http: reqwest::Client,
+    access: OktaAccess,
+    /// Retries of one page after a 429, a 5xx or a network error.
+    max_retries: u32,
+    /// The share of the rate limit this reader may use (1: all of it).
+    share: f64,
+}
+
+impl SystemLog {
+    pub fn new(access: OktaAccess, max_retries: u32, share: f64) -> Result<Self, OktaError> {
+        // reqwest's TLS needs a crypto provider; installing fails only when one is already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| OktaError::Client(e.to_string()))?;
+        Ok(SystemLog {
+            http,
+            access,
+            max_retries,
+            share,
+        })
+    }
+
+    /// The org's base URL.
+    pub fn org_url(&self) -> &reqwest::Url {
+        &self.access.org_url
+    }
+
+    /// `/api/v1/logs` with `query`: the first request of a read.
+    pub fn first_page(&self, query: &[(&str, String)]) -> reqwest::Url {
+        let mut url = (self.access.org_url)
+            .join("/api/v1/logs")
+            .expect("a path joins a base URL");
+        url.query_pairs_mut().extend_pairs(query);
+        url
+    }
+
+    /// Fetches one page, waiting out rate limits and retrying what is worth retrying.
+    pub async fn fetch(&self, url: &reqwest::Url, calls: &mut Calls) -> Result<Page, OktaError> {
+        let mut token =
+            HeaderValue::from_str(&format!("SSWS {}", self.access.token.expose_secret())).map_err(
+                |_| OktaError::Client("the API token is not a valid header value".into()),
+            )?;
+        token.set_sensitive(true);
+        let mut attempt = 0;
+        loop {
+            let sent = (self.http.get(url.clone()))
+                .header("authorization", token.clone())
+                .header("accept", "application/json")
+                .send()
+                .await;
+            let (why, wait) = match sent {
+                Ok(response) if response.status().is_success() => {
+                    let headers = response.headers().clone();
+                    let body = (response.bytes().await)
+                        .map_err(|e| OktaError::Client(format!("reading a page: {e}")))?;
+                    if let Some(wait) = share_used_wait(&headers, self.share) {
+                        calls.rate_limit_waits += 1;
+                        tracing::info!(?wait, "rate limit share used: waiting for it to reset");
+                        tokio::time::sleep(wait).await;
+                    }
+                    return Ok(Page {
+                        body,
+                        next: next_link(&headers, &self.access.org_url)?,
+                        request_id: (headers.get("x-okta-request-id"))
+                            .and_then(|v| v.to_str().ok())
+                            .filter(|id| subject::is_valid_id(id))
+                            .map(str::to_owned),
+                    });
+                }
+                Ok(response) if response.status().as_u16() == 429 => {
+                    calls.rate_limit_waits += 1;
+                    let wait = reset_wait(response.headers()).unwrap_or(backoff(attempt));
+                    ("429 Too Many Requests (rate limited)".to_owned(), wait)
+                }
+                Ok(response) if response.status().is_server_error() => {
+                    (response.status().to_string(), backoff(attempt))
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response.text().await.unwrap_or_default();
+                    let summary = serde_json::from_str::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["errorSummary"].as_str().map(str::to_owned))
+                        .unwrap_or(body);
+                    let hint = match status.as_u16() {
+                        401 => {
+                            " (is the API token right? okta.api_token, or OKTA_API_TOKEN for hookrelayctl)"
+                        }
+                        403 => {
+                            " (the token needs permission to read the System Log: okta.logs.read)"
+                        }
+                        _ => "",
+                    };
+                    return Err(OktaError::Refused {
+                        status,
+                        summary,
+                        hint,
+                    });
+                }
+                Err(e) => (e.without_url().to_string(), backoff(attempt)),
+            };
+            if attempt >= self.max_retries {
+                return Err(OktaError::GaveUp {
+                    url: url.path().to_owned(),
+                    retries: attempt,
+                    why,
+                });
+            }
+            attempt += 1;
+            calls.retries += 1;
+            tracing::warn!(%why, ?wait, attempt, "System Log request failed; trying again");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The System Log `filter` for these event types and an expression of the caller's, if any.
+pub fn filter_expression(event_types: &[String], filter: Option<&str>) -> Option<String> {
+    let types = event_types
+        .iter()
+        .map(|t| format!("eventType eq \"{t}\""))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    match (types.is_empty(), filter) {
+        (true, None) => None,
+        (true, Some(f)) => Some(f.to_owned()),
+        (false, None) => Some(types),
+        (false, Some(f)) => Some(format!("({types}) and ({f})")),
+    }
+}
+
+/// A hook delivery carrying `events`, as Okta would send it, with the events' bytes unchanged;
+/// its `eventId` is `<source>-<random uuid>`.
+pub fn synthetic_delivery(events: &[&RawValue], source: &str) -> Bytes {
+    let head = serde_json::json!({
+        "eventType": "com.okta.event_hook",
+        "eventTypeVersion": "1.0",
+        "cloudEventsVersion": "0.1",
+        "source": format!("hookrelay {source}"),
+        "eventId": format!("{source}-{}", uuid::Uuid::new_v4()),
+        "eventTime": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "contentType": "application/json",
+    });
+    let mut body = serde_json::to_string(&head).expect("JSON serialises");
+    body.pop(); // the closing brace
+    body.push_str(",\"data\":{\"events\":[");
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(event.get());
+    }
+    body.push_str("]}}");
+    Bytes::from(body)
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500 << attempt.min(6))
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// How long until the rate limit resets, by Okta's clock (its `Date` header) when it sends one.
+fn reset_wait(headers: &HeaderMap) -> Option<Duration> {
+    let reset =
+        SystemTime::UNIX_EPOCH + Duration::from_secs(header_u64(headers, "x-rate-limit-reset")?);
+    let now = (headers.get("date"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .unwrap_or_else(SystemTime::now);
+    // A second more: the reset is given in whole seconds.
+    let wait = reset.duration_since(now).unwrap_or_default() + Duration::from_secs(1);
+    Some(wait.min(MAX_RATE_LIMIT_WAIT))
+}
+
+/// The wait before the next request when this answer left no more of the bucket than the
+/// others' share: with `share` 0.5, once half the limit is left, the reader waits for the reset.
+fn share_used_wait(headers: &HeaderMap, share: f64) -> Option<Duration> {
+    let remaining = header_u64(headers, "x-rate-limit-remaining")?;
+    let limit = header_u64(headers, "x-rate-limit-limit").unwrap_or(remaining);
+    let kept_for_others = (limit as f64 * (1.0 - share)).floor() as u64;
+    (remaining <= kept_for_others).then(|| reset_wait(headers))?
+}
+
+/// The `rel="next"` link, which must stay on the org's origin (the token is sent to it).
+fn next_link(headers: &HeaderMap, okta: &reqwest::Url) -> Result<Option<reqwest::Url>, OktaError> {
+    for value in headers.get_all("link") {
+        let Ok(value) = value.to_str() else { continue };
+        for link in value.split(',') {
+            let mut parts = link.split(';');
+            let target = parts.next().unwrap_or("").trim();
+            let is_next = parts.any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            if !is_next {
+                continue;
+            }
+            let target = target.trim_start_matches('<').trim_end_matches('>');
+            let url = okta
+                .join(target)
+                .map_err(|e| OktaError::NextLink(format!("a next link {target:?}: {e}")))?;
+            if url.origin() != okta.origin() {
+                return Err(OktaError::NextLink(format!(
+                    "the next page is on another origin ({url}); not sending the token there"
+                )));
+            }
+            return Ok(Some(url));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn the_filter_combines_event_types_and_an_expression() {
+        let types = vec![
+            "user.lifecycle.create".to_owned(),
+            "group.user_membership.add".to_owned(),
+        ];
+        assert_eq!(filter_expression(&[], None), None);
+        assert_eq!(
+            filter_expression(&types[..1], None).unwrap(),
+            r#"eventType eq "user.lifecycle.create""#
+        );
+        assert_eq!(
+            filter_expression(&types, Some(r#"outcome.result eq "SUCCESS""#)).unwrap(),
+            r#"(eventType eq "user.lifecycle.create" or eventType eq "group.user_membership.add") and (outcome.result eq "SUCCESS")"#
+        );
+    }
+
+    #[test]
+    fn the_next_link_is_found_and_kept_on_the_okta_origin() {
+        let okta = reqwest::Url::parse("https://dev-1.okta.com").unwrap();
+        let map = headers(&[
+            (
+                "link",
+                "<https://dev-1.okta.com/api/v1/logs?after=1>; rel=\"self\"",
+            ),
+            (
+                "link",
+                "<https://dev-1.okta.com/api/v1/logs?after=2>; rel=\"next\"",
+            ),
+        ]);
+        assert_eq!(
+            next_link(&map, &okta).unwrap().unwrap().as_str(),
+            "https://dev-1.okta.com/api/v1/logs?after=2"
+        );
+        let one_header = headers(&[(
+            "link",
+            "<https://dev-1.okta.com/a>; rel=\"self\", <https://dev-1.okta.com/b>; rel=\"next\"",
+        )]);
+        assert_eq!(next_link(&one_header, &okta).unwrap().unwrap().path(), "/b");
+        assert_eq!(next_link(&headers(&[]), &okta).unwrap(), None);
+        let elsewhere = headers(&[("link", "<https://evil.example/logs>; rel=\"next\"")]);
+        assert!(next_link(&elsewhere, &okta).is_err());
+    }
+
+    #[test]
+    fn rate_limit_waits_follow_okta_s_clock_and_leave_the_others_their_share() {
+        let date = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1000));
+        let answer = |remaining: &str| {
+            headers(&[
+                ("date", &date),
+                ("x-rate-limit-limit", "60"),
+                ("x-rate-limit-remaining", remaining),
+                ("x-rate-limit-reset", "1010"),
+            ])
+        };
+        assert_eq!(reset_wait(&answer("0")), Some(Duration::from_secs(11)));
+        // All of the bucket: wait only when it is used up.
+        assert_eq!(
+            share_used_wait(&answer("0"), 1.0),
+            Some(Duration::from_secs(11))
+        );
+        assert_eq!(share_used_wait(&answer("5"), 1.0), None);
+        // Half of it: stop once half is left for the others.
+        assert_eq!(share_used_wait(&answer("31"), 0.5), None);
+        assert_eq!(
+            share_used_wait(&answer("30"), 0.5),
+            Some(Duration::from_secs(11))
+        );
+        let far = headers(&[("date", &date), ("x-rate-limit-reset", "999999")]);
+        assert_eq!(reset_wait(&far), Some(MAX_RATE_LIMIT_WAIT));
+    }
+
+    #[test]
+    fn a_synthetic_delivery_is_one_the_receiver_reads() {
+        let a = RawValue::from_string(r#"{"uuid":"a","eventType":"x.y"}"#.into()).unwrap();
+        let b = RawValue::from_string(r#"{"uuid":"b","eventType":"x.y"}"#.into()).unwrap();
+        let body = synthetic_delivery(&[&a, &b], "backfill");
+        let envelope = crate::event::Envelope::parse(&body).unwrap();
+        assert_eq!(envelope.data.events.len(), 2);
+        assert_eq!(envelope.data.events[1].get(), b.get());
+        assert!(envelope.delivery_id().unwrap().starts_with("backfill-"));
+    }
+}
