@@ -205,9 +205,34 @@ fn worker_environment_is_a_valid_configuration() {
 }
 
 #[test]
+fn the_reconciler_is_idle_by_default_and_reads_okta_access_from_the_env_file() {
+    let idle = settings_of(service(&compose(), "reconciler"));
+    assert_eq!(idle.nats.url, "nats://nats:4222");
+    assert!(
+        !idle.okta.is_configured(),
+        "without OKTA_ORG_URL and OKTA_API_TOKEN it has nothing to do"
+    );
+    let configured = compose_with(&HashMap::from([
+        ("OKTA_ORG_URL", "https://dev-123456.okta.com"),
+        ("OKTA_API_TOKEN", "00abc"),
+    ]));
+    let reconciler = service(&configured, "reconciler");
+    assert_eq!(strings(&reconciler["command"]), ["reconciler"]);
+    let access = settings_of(reconciler)
+        .okta
+        .access()
+        .expect("the compose variables configure Okta API access");
+    assert_eq!(access.org_url.as_str(), "https://dev-123456.okta.com/");
+    assert!(
+        reconciler["ports"].is_badvalue(),
+        "the reconciler publishes no port"
+    );
+}
+
+#[test]
 fn services_wait_for_a_healthy_broker_and_check_their_own_health() {
     let compose = compose();
-    for name in ["receiver", "worker"] {
+    for name in ["receiver", "worker", "reconciler"] {
         let service = service(&compose, name);
         assert_eq!(
             service["depends_on"]["nats"]["condition"].as_str(),
@@ -282,7 +307,7 @@ fn the_tunnel_profile_runs_ngrok_against_the_receiver() {
 #[test]
 fn the_compose_file_loads_with_no_variable_set() {
     let compose = compose_with(&HashMap::new());
-    for name in ["nats", "receiver", "worker", "tunnel"] {
+    for name in ["nats", "receiver", "worker", "reconciler", "tunnel"] {
         service(&compose, name);
     }
 }
@@ -362,6 +387,7 @@ fn dockerfile_is_multi_stage_non_root_and_ships_the_config_it_points_at() {
     for (package, binary) in [
         ("receiver", "receiver"),
         ("worker", "worker"),
+        ("reconciler", "reconciler"),
         ("hookrelay-tools", "hookrelayctl"),
     ] {
         assert!(text.contains(&format!("-p {package}")), "{binary} is built");
