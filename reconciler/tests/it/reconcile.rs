@@ -89,7 +89,12 @@ async fn wait_until_stored(stack: &Stack, events: &[Value]) {
 async fn events_the_hook_never_delivered_are_recovered_once_and_every_subscriber_runs() {
     // The receiver is down: nothing reaches the hook while these happen.
     let events = created(5);
-    let log = SystemLog::polling(events.clone(), Limits::default()).await;
+    // Okta's rate limit answers the second request 429: it is waited out and asked again.
+    let limits = Limits {
+        too_many_on: vec![2],
+        ..Limits::default()
+    };
+    let log = SystemLog::polling(events.clone(), limits).await;
     let mut noise = vec![logged("user.session.start", 20)];
     let mut failure = logged(reconciler::HOOK_DELIVERY_FAILED, 10);
     failure["displayMessage"] = "Event hook delivery failed".into();
@@ -126,6 +131,12 @@ async fn events_the_hook_never_delivered_are_recovered_once_and_every_subscriber
         1.0
     );
     assert_eq!(metric_of(&stack, admin, "leader").await, 1.0);
+    assert!(metric_of(&stack, admin, "rate_limit_waits_total").await >= 1.0);
+    assert_eq!(
+        (log.requests().iter()).filter(|r| r.status == 429).count(),
+        1,
+        "one 429, then the same page again"
+    );
     // The first request asked as Okta says to poll; the following ones only followed links.
     let requests = log.requests();
     assert_eq!(requests[0].param("sortOrder"), Some("ASCENDING"));
