@@ -165,3 +165,22 @@ impl Application {
         Ok(())
     }
 }
+
+/// The `receiver` binary's command line and lifecycle.
+impl hookrelay::service::Service for Application {
+    const NAME: &'static str = "receiver";
+    const ABOUT: &'static str =
+        "Receives Okta event hooks and stores every event in NATS JetStream";
+
+    fn admin_listen(settings: &Settings) -> SocketAddr {
+        settings.receiver.admin_listen
+    }
+
+    async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Application::build(settings).await
+    }
+
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        Application::run(self, shutdown).await
+    }
+}

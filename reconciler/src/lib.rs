@@ -415,25 +415,25 @@ impl Poller {
         metrics.recovered.inc_by(outcome.recovered as u64);
         metrics.already_stored.inc_by(outcome.already_stored as u64);
         metrics.dead_lettered.inc_by(outcome.dead_lettered as u64);
+        if outcome.read == 0 {
+            return;
+        }
         let oldest = outcome
             .oldest_published
             .map(|t| humantime::format_rfc3339_seconds(t).to_string())
             .unwrap_or_default();
+        tracing::info!(
+            read = outcome.read,
+            recovered = outcome.recovered,
+            already_stored = outcome.already_stored,
+            dead_lettered = outcome.dead_lettered,
+            oldest_published = %oldest,
+            "System Log page read"
+        );
         if outcome.recovered > 0 {
             tracing::warn!(
-                read = outcome.read,
                 recovered = outcome.recovered,
-                already_stored = outcome.already_stored,
-                oldest_published = %oldest,
                 "the hook had missed events: recovered them from the System Log"
-            );
-        } else if outcome.read > 0 {
-            tracing::info!(
-                read = outcome.read,
-                already_stored = outcome.already_stored,
-                dead_lettered = outcome.dead_lettered,
-                oldest_published = %oldest,
-                "System Log page read"
             );
         }
     }
@@ -456,4 +456,23 @@ struct EventOutcome {
 
 fn parse_time(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(text).ok()
+}
+
+/// The `reconciler` binary's command line and lifecycle.
+impl hookrelay::service::Service for Reconciler {
+    const NAME: &'static str = "reconciler";
+    const ABOUT: &'static str =
+        "Reads Okta's System Log and stores, exactly once, every event the hook missed";
+
+    fn admin_listen(settings: &Settings) -> SocketAddr {
+        settings.reconciler.admin_listen
+    }
+
+    async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Reconciler::build(settings).await
+    }
+
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        Reconciler::run(self, shutdown).await
+    }
 }

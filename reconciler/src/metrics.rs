@@ -30,41 +30,39 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("hookrelay_reconciler");
-        let metrics = Metrics {
-            recovered: Counter::default(),
-            already_stored: Counter::default(),
-            dead_lettered: Counter::default(),
-            polls: Counter::default(),
-            errors: Family::default(),
-            rate_limit_waits: Counter::default(),
-            retries: Counter::default(),
-            hook_delivery_failures: Counter::default(),
-            lag: Gauge::default(),
-            leader: Gauge::default(),
-            registry: Registry::default(),
+        let mut counter = |name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
         };
-        registry.register(
+        let recovered = counter(
             "events_recovered",
             "Events read from the System Log that the hook had not delivered, now stored: \
              the hook is missing events when this grows",
-            metrics.recovered.clone(),
         );
-        registry.register(
+        let already_stored = counter(
             "events_already_stored",
             "Events read from the System Log that were already stored (the hook delivered them)",
-            metrics.already_stored.clone(),
         );
-        registry.register(
+        let dead_lettered = counter(
             "events_dead_lettered",
             "Events read from the System Log that were stored on okta.dlq.receiver (unroutable \
              or too large)",
-            metrics.dead_lettered.clone(),
         );
-        registry.register(
-            "polls",
-            "Pages read from the System Log",
-            metrics.polls.clone(),
+        let polls = counter("polls", "Pages read from the System Log");
+        let rate_limit_waits = counter(
+            "rate_limit_waits",
+            "Times the reconciler waited for the System Log's rate limit to reset",
         );
+        let retries = counter(
+            "retries",
+            "System Log requests tried again after a 429, a 5xx or a network error",
+        );
+        let hook_delivery_failures = counter(
+            "hook_delivery_failures",
+            "Failed event hook deliveries Okta recorded (event_hook.delivery events)",
+        );
+        let errors = Family::default();
         registry.register(
             "errors",
             "Failed polls, by kind (`refused`: Okta refused the request; `unavailable`: 429s, \
@@ -72,38 +70,34 @@ impl Default for Metrics {
              events; `next_link`: a next link off the org's origin; `publish`: JetStream did not \
              store a page; `cursor`: another reconciler saved the cursor; `client`: the HTTP \
              client failed)",
-            metrics.errors.clone(),
+            errors.clone(),
         );
-        registry.register(
-            "rate_limit_waits",
-            "Times the reconciler waited for the System Log's rate limit to reset",
-            metrics.rate_limit_waits.clone(),
-        );
-        registry.register(
-            "retries",
-            "System Log requests tried again after a 429, a 5xx or a network error",
-            metrics.retries.clone(),
-        );
-        registry.register(
-            "hook_delivery_failures",
-            "Failed event hook deliveries Okta recorded (event_hook.delivery events)",
-            metrics.hook_delivery_failures.clone(),
-        );
+        let lag = Gauge::default();
         registry.register_with_unit(
             "lag",
             "How far behind the System Log the cursor is: now minus the newest `published` read, \
              0 once a page comes back not full (caught up)",
             Unit::Seconds,
-            metrics.lag.clone(),
+            lag.clone(),
         );
+        let leader = Gauge::default();
         registry.register(
             "leader",
             "1 while this reconciler holds the lease and polls, 0 while it stands by",
-            metrics.leader.clone(),
+            leader.clone(),
         );
         Metrics {
             registry,
-            ..metrics
+            recovered,
+            already_stored,
+            dead_lettered,
+            polls,
+            errors,
+            rate_limit_waits,
+            retries,
+            hook_delivery_failures,
+            lag,
+            leader,
         }
     }
 }

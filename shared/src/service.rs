@@ -1,6 +1,6 @@
 //! The command line both services share: `--config PATH` (or `HOOKRELAY_CONFIG`), then `run`
 //! (the default) or `health`, the container health check that asks the running service's
-//! `/readyz`. A service's `main` is one call to [`main`].
+//! `/readyz`. A service implements [`Service`]; its `main` is one call to [`main`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,39 +31,37 @@ enum Command {
     Health,
 }
 
-/// What a service binary says about itself and where its admin endpoints listen.
-pub struct Service {
+/// A long-running hookrelay process: what it says about itself, where its admin endpoints
+/// listen, how it starts and how it runs until shutdown.
+pub trait Service: Sized {
     /// The binary's name, for `--help`.
-    pub name: &'static str,
+    const NAME: &'static str;
     /// One line for `--help`.
-    pub about: &'static str,
+    const ABOUT: &'static str;
     /// Where the running service answers `/readyz`.
-    pub admin_listen: fn(&Settings) -> SocketAddr,
+    fn admin_listen(settings: &Settings) -> SocketAddr;
+    /// Connects and binds, ready to run.
+    fn build(settings: &Settings) -> impl Future<Output = anyhow::Result<Self>>;
+    /// Runs until `shutdown` is cancelled.
+    fn run(self, shutdown: CancellationToken) -> impl Future<Output = anyhow::Result<()>>;
 }
 
-/// Parses the flags and loads the configuration; then either probes the running service
-/// (`health`) or initialises logging and runs `run(settings, shutdown)`, `shutdown` being
-/// cancelled on SIGTERM or SIGINT.
-pub async fn main<F, Fut>(service: Service, run: F) -> anyhow::Result<()>
-where
-    F: FnOnce(Settings, CancellationToken) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    let matches = Cli::command()
-        .name(service.name)
-        .about(service.about)
-        .get_matches();
+/// A service's `main`: parses the flags and loads the configuration; then either probes the
+/// running service (`health`) or initialises logging, builds the service and runs it until
+/// SIGTERM or SIGINT.
+pub async fn main<S: Service>() -> anyhow::Result<()> {
+    let matches = Cli::command().name(S::NAME).about(S::ABOUT).get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
     let settings =
         Settings::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
     match cli.command.unwrap_or(Command::Run) {
-        Command::Health => admin::probe((service.admin_listen)(&settings), "/readyz")
+        Command::Health => admin::probe(S::admin_listen(&settings), "/readyz")
             .await
             .map_err(anyhow::Error::msg),
         Command::Run => {
             telemetry::init(&settings.log)?;
             let shutdown = shutdown::on_signal()?;
-            run(settings, shutdown).await
+            S::build(&settings).await?.run(shutdown).await
         }
     }
 }

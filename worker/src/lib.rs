@@ -224,3 +224,22 @@ impl Worker {
         Ok(())
     }
 }
+
+/// The `worker` binary's command line and lifecycle.
+impl hookrelay::service::Service for Worker {
+    const NAME: &'static str = "worker";
+    const ABOUT: &'static str =
+        "Runs hookrelay's subscribers on the Okta events stored in NATS JetStream";
+
+    fn admin_listen(settings: &Settings) -> SocketAddr {
+        settings.worker.admin_listen
+    }
+
+    async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Worker::build(settings).await
+    }
+
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        Worker::run(self, shutdown).await
+    }
+}
