@@ -86,8 +86,10 @@ struct Poller {
     stream: String,
     /// The event types stored for the subscribers.
     wanted: HashSet<String>,
-    /// The first request's query, for a first start (no cursor yet).
+    /// The first request's query, for a first start (no cursor yet), without `since`.
     first_query: Vec<(&'static str, String)>,
+    /// Its `filter`: the event types read.
+    filter: Option<String>,
     start: Duration,
     page_size: usize,
     poll_interval: Duration,
@@ -136,12 +138,13 @@ impl Reconciler {
                 }
                 read.sort();
                 read.dedup();
+                let filter = filter_expression(&read, None);
                 let mut first_query = vec![
                     ("sortOrder", "ASCENDING".to_owned()),
                     ("limit", reconciler.page_size.to_string()),
                 ];
-                if let Some(filter) = filter_expression(&read, None) {
-                    first_query.push(("filter", filter));
+                if let Some(filter) = &filter {
+                    first_query.push(("filter", filter.clone()));
                 }
                 Some(Poller {
                     log: SystemLog::new(access, MAX_RETRIES, reconciler.rate_limit_share)?,
@@ -158,6 +161,7 @@ impl Reconciler {
                     stream: settings.nats.stream.clone(),
                     wanted,
                     first_query,
+                    filter,
                     start: reconciler.start,
                     page_size: usize::try_from(reconciler.page_size).unwrap_or(1000),
                     poll_interval: reconciler.poll_interval,
@@ -254,23 +258,34 @@ impl Poller {
     /// Polls while this reconciler holds the lease; returns why it stopped leading.
     async fn poll_while_leading(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let cursor = self.state.load().await?;
-        let (mut url, mut newest, read_from) = match &cursor {
-            Some(cursor) => (
+        let now = SystemTime::now();
+        let (mut url, mut newest, read_from, new_read) = match &cursor {
+            Some(cursor) if cursor.filter == self.filter => (
                 reqwest::Url::parse(&cursor.next).context("the saved cursor")?,
                 cursor.newest_published.as_deref().and_then(parse_time),
                 cursor.read_up_to(),
+                false,
             ),
+            // The event types changed: a new read from where the old one had got to.
+            Some(cursor) => {
+                let since = cursor.read_up_to().unwrap_or(now) - CLOCK_SKEW;
+                tracing::warn!(
+                    since = %humantime::format_rfc3339_seconds(since),
+                    "the event types read changed since the cursor was saved: reading anew \
+                     from where it had got to (older events of new types: hookrelayctl backfill)"
+                );
+                let newest = cursor.newest_published.as_deref().and_then(parse_time);
+                (self.first_page(since), newest, Some(since), true)
+            }
             None => {
-                let since = SystemTime::now() - self.start;
-                let mut query = self.first_query.clone();
-                query.push(("since", humantime::format_rfc3339_millis(since).to_string()));
-                (self.log.first_page(&query), None, Some(since))
+                let since = now - self.start;
+                (self.first_page(since), None, Some(since), false)
             }
         };
-        // Past JetStream's duplicate window, only the stream itself knows what the hook stored:
-        // the uuids stored since then are skipped until the reading is caught up.
+        // Past JetStream's duplicate window (or on a new read over what was read before), only
+        // the stream itself knows what is stored: those uuids are skipped until caught up.
         let mut known = match read_from {
-            Some(from) if from + self.duplicate_window < SystemTime::now() + CLOCK_SKEW => {
+            Some(from) if new_read || from + self.duplicate_window < now + CLOCK_SKEW => {
                 let stream = (self.js.get_stream(&self.stream).await)
                     .context("opening the events stream")?;
                 Some(broker::stored_uuids(&stream, from - CLOCK_SKEW, |_| {}).await?)
@@ -311,7 +326,7 @@ impl Poller {
                 anyhow::bail!("the System Log answered without a next link in polling mode");
             };
             self.state
-                .save(&Cursor::new(&next, newest))
+                .save(&Cursor::new(&next, newest, self.filter.clone()))
                 .await
                 .inspect_err(|_| self.status.metrics.error("cursor"))?;
             url = next;
@@ -335,6 +350,13 @@ impl Poller {
             }
         }
         Ok(())
+    }
+
+    /// The first request of a read from `since`.
+    fn first_page(&self, since: SystemTime) -> reqwest::Url {
+        let mut query = self.first_query.clone();
+        query.push(("since", humantime::format_rfc3339_millis(since).to_string()));
+        self.log.first_page(&query)
     }
 
     /// Stores the page's wanted events that the stream does not have, watches the hook's

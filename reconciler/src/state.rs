@@ -23,11 +23,20 @@ pub struct Cursor {
     pub newest_published: Option<String>,
     /// When this cursor was saved (RFC 3339).
     pub saved_at: String,
+    /// The `filter` of the read it belongs to: a next link keeps its query, so a cursor of
+    /// other event types is not followed.
+    #[serde(default)]
+    pub filter: Option<String>,
 }
 
 impl Cursor {
-    pub fn new(next: &reqwest::Url, newest_published: Option<SystemTime>) -> Self {
+    pub fn new(
+        next: &reqwest::Url,
+        newest_published: Option<SystemTime>,
+        filter: Option<String>,
+    ) -> Self {
         Cursor {
+            filter,
             next: next.to_string(),
             newest_published: newest_published
                 .map(|t| humantime::format_rfc3339_millis(t).to_string()),

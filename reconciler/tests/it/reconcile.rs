@@ -280,3 +280,40 @@ async fn without_okta_access_it_idles_ready_and_half_a_configuration_is_refused(
     };
     assert!(error.to_string().contains("okta.api_token"), "{error}");
 }
+
+#[tokio::test]
+async fn when_the_event_types_change_it_reads_the_new_ones_from_where_it_had_got_to() {
+    let events = created(3);
+    let log = SystemLog::polling(events.clone(), Limits::default()).await;
+    let stack = stack_for(&log, &[]).await;
+    let (mut first, _) = start(&stack).await;
+    wait_until_stored(&stack, &events).await;
+    first.stop().await.expect("joined").expect("a clean stop");
+
+    // A subscriber of sign-ins is added; sign-ins happen.
+    let sessions = vec![
+        logged("user.session.start", 5),
+        logged("user.session.start", 1),
+    ];
+    log.push(sessions.clone());
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("hookrelay.toml");
+    let text = "[reconciler]\nevent_types = [\"user.lifecycle.create\", \"user.session.start\"]\n";
+    std::fs::write(&config, text).expect("config written");
+    let settings = hookrelay::Settings::load_from(Some(&config), Some(stack.env.clone()))
+        .expect("valid settings");
+    let second = reconciler::Reconciler::build(&settings)
+        .await
+        .expect("the reconciler starts");
+    let _second = InProcess::spawn(|shutdown| second.run(shutdown));
+
+    let all: Vec<Value> = events.iter().chain(&sessions).cloned().collect();
+    wait_until_stored(&stack, &all).await;
+    let last = log.requests().pop().expect("requests");
+    assert!(
+        last.param("filter")
+            .is_some_and(|f| f.contains("user.session.start")),
+        "the new read asks for the new types: {:?}",
+        last.query
+    );
+}
