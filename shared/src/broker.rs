@@ -5,15 +5,19 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream, stream::Stream};
 use futures::StreamExt as _;
 
-use crate::config::NatsSettings;
+use secrecy::ExposeSecret as _;
+
+use crate::config::{NatsAuth, NatsSettings};
 use crate::subject;
 
 /// Why the broker could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("cannot connect to NATS at {url}: {source}")]
+    /// `url` never shows a password; `auth` names the settings the credentials came from.
+    #[error("cannot connect to NATS at {url}{}: {source}", auth.map(|keys| format!(" (authenticating with {keys})")).unwrap_or_default())]
     Connect {
         url: String,
+        auth: Option<&'static str>,
         #[source]
         source: async_nats::ConnectError,
     },
@@ -39,11 +43,32 @@ pub async fn connect(
     .await
 }
 
+/// Failures no retry can fix: wrong credentials, a TLS set-up the server refuses.
+fn is_final(error: &BrokerError) -> bool {
+    matches!(
+        error,
+        BrokerError::Connect { source, .. } if matches!(
+            source.kind(),
+            async_nats::ConnectErrorKind::AuthorizationViolation
+                | async_nats::ConnectErrorKind::Authentication
+                | async_nats::ConnectErrorKind::Tls
+        )
+    )
+}
+
 async fn connect_once(
     settings: &NatsSettings,
     client_name: &str,
 ) -> Result<async_nats::Client, BrokerError> {
-    async_nats::ConnectOptions::new()
+    let options = async_nats::ConnectOptions::new();
+    let options = match settings.auth() {
+        NatsAuth::None => options,
+        NatsAuth::UserPassword { user, password, .. } => {
+            options.user_and_password(user.clone(), password.expose_secret().to_owned())
+        }
+        NatsAuth::Token { token, .. } => options.token(token.expose_secret().to_owned()),
+    };
+    options
         .name(client_name)
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None)
@@ -64,7 +89,8 @@ async fn connect_once(
         .connect(settings.servers())
         .await
         .map_err(|source| BrokerError::Connect {
-            url: settings.url.clone(),
+            url: settings.display_url(),
+            auth: settings.auth().keys(),
             source,
         })
 }
@@ -142,7 +168,7 @@ where
     loop {
         match attempt().await {
             Ok(value) => return Ok(value),
-            Err(error) if tokio::time::Instant::now() + delay < deadline => {
+            Err(error) if !is_final(&error) && tokio::time::Instant::now() + delay < deadline => {
                 tracing::warn!(%error, retry_in = ?delay, "{what} failed");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));

@@ -70,7 +70,8 @@ impl Stack {
         let env = test_env(&nats, overrides);
         let settings = Settings::load_from(Some(&config), Some(env.clone()))
             .expect("the test's settings are valid");
-        let client = async_nats::connect(nats.url())
+        // The test's own view connects as hookrelay does, credentials included.
+        let client = hookrelay::broker::connect(&settings.nats, "hookrelay-test")
             .await
             .expect("the test connects to its nats-server");
         Stack {

@@ -30,7 +30,7 @@ pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
 
 /// A JetStream context on the configured NATS, saying where it connects (on stderr).
 pub async fn connect(settings: &Settings) -> anyhow::Result<jetstream::Context> {
-    eprintln!("connecting to NATS at {}", settings.nats.url);
+    eprintln!("connecting to NATS at {}", settings.nats.display_url());
     let client = broker::connect(&settings.nats, "hookrelayctl").await?;
     Ok(jetstream::new(client))
 }

@@ -4,5 +4,6 @@ mod faults;
 mod helpers;
 mod hook;
 mod hostile;
+mod nats_auth;
 mod operations;
 mod process;

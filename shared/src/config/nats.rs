@@ -1,8 +1,10 @@
 //! `[nats]`: the broker and the two streams.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::ServerAddr;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::ConfigError;
@@ -35,6 +37,51 @@ pub struct NatsSettings {
     /// How long start-up keeps trying to reach NATS and set up the streams before giving up.
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
+    /// A user name, with `password` or `password_file` (or both in the URL:
+    /// `nats://user:password@host:4222`).
+    pub user: String,
+    /// The user's password (`HOOKRELAY__NATS__PASSWORD`); a secret, never printed.
+    pub password: SecretString,
+    /// A file holding the password (a Docker or Kubernetes secret), read at start.
+    pub password_file: Option<PathBuf>,
+    /// A token the server expects (`HOOKRELAY__NATS__TOKEN`); a secret, never printed.
+    pub token: SecretString,
+    /// A file holding the token, read at start.
+    pub token_file: Option<PathBuf>,
+    /// How to authenticate, resolved at load from the keys above and the URL.
+    #[serde(skip)]
+    auth: NatsAuth,
+}
+
+/// How the client proves who it is, resolved at load. Secrets stay secret.
+#[derive(Debug, Clone, Default)]
+pub enum NatsAuth {
+    /// No credentials.
+    #[default]
+    None,
+    /// User and password, from `nats.user` and `nats.password`/`password_file`, or the URL.
+    UserPassword {
+        user: String,
+        password: SecretString,
+        /// The settings it came from, for messages.
+        keys: &'static str,
+    },
+    /// A token, from `nats.token`/`token_file`.
+    Token {
+        token: SecretString,
+        keys: &'static str,
+    },
+}
+
+impl NatsAuth {
+    /// The settings the credentials came from (`nats.user/nats.password`, …), for messages that
+    /// must name them without their values; `None` without credentials.
+    pub fn keys(&self) -> Option<&'static str> {
+        match self {
+            NatsAuth::None => None,
+            NatsAuth::UserPassword { keys, .. } | NatsAuth::Token { keys, .. } => Some(keys),
+        }
+    }
 }
 
 impl Default for NatsSettings {
@@ -49,6 +96,12 @@ impl Default for NatsSettings {
             dlq_retention: Duration::from_secs(30 * 24 * 60 * 60),
             replicas: 1,
             startup_timeout: Duration::from_secs(30),
+            user: String::new(),
+            password: SecretString::default(),
+            password_file: None,
+            token: SecretString::default(),
+            token_file: None,
+            auth: NatsAuth::None,
         }
     }
 }
@@ -59,10 +112,31 @@ impl NatsSettings {
         &self.servers
     }
 
-    /// Checks the section and parses `url` into [`servers`](Self::servers).
+    /// How the client authenticates, resolved at load.
+    pub fn auth(&self) -> &NatsAuth {
+        &self.auth
+    }
+
+    /// `nats.url` as it may be printed: any password in it replaced by `***`.
+    pub fn display_url(&self) -> String {
+        (self.servers.iter())
+            .map(|server| {
+                let mut url = server.clone().into_inner();
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("***"));
+                }
+                url.to_string().trim_end_matches('/').to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Checks the section, parses `url` into [`servers`](Self::servers) and resolves the
+    /// credentials (reading their files).
     pub(super) fn validate(&mut self) -> Result<(), ConfigError> {
         let nats = self;
         nats.servers = parse_servers(&nats.url)?;
+        nats.auth = nats.resolve_auth()?;
         for (key, name) in [
             ("nats.stream", &nats.stream),
             ("nats.dlq_stream", &nats.dlq_stream),
@@ -105,6 +179,113 @@ impl NatsSettings {
     }
 }
 
+impl NatsSettings {
+    fn resolve_auth(&self) -> Result<NatsAuth, ConfigError> {
+        let password = secret("nats.password", &self.password, self.password_file.as_ref())?;
+        let token = secret("nats.token", &self.token, self.token_file.as_ref())?;
+        let in_url = self
+            .servers
+            .iter()
+            .map(|s| s.clone().into_inner())
+            .find(|u| !u.username().is_empty());
+        let mut modes = Vec::new();
+        if !self.user.is_empty() || password.is_some() {
+            let Some(password) = password else {
+                return Err(ConfigError::invalid(
+                    "nats.password",
+                    "is required with nats.user (or nats.password_file)",
+                ));
+            };
+            if self.user.is_empty() {
+                return Err(ConfigError::invalid(
+                    "nats.user",
+                    "is required with nats.password",
+                ));
+            }
+            modes.push(NatsAuth::UserPassword {
+                user: self.user.clone(),
+                password,
+                keys: "nats.user/nats.password",
+            });
+        }
+        if let Some(token) = token {
+            modes.push(NatsAuth::Token {
+                token,
+                keys: "nats.token",
+            });
+        }
+        if let Some(url) = in_url {
+            let user = percent_decode(url.username());
+            let password = url.password().map(percent_decode).unwrap_or_default();
+            // `nats://token@host` is how NATS URLs carry a token.
+            modes.push(if url.password().is_none() {
+                NatsAuth::Token {
+                    token: SecretString::from(user),
+                    keys: "the token in nats.url",
+                }
+            } else {
+                NatsAuth::UserPassword {
+                    user,
+                    password: SecretString::from(password),
+                    keys: "the user and password in nats.url",
+                }
+            });
+        }
+        if modes.len() > 1 {
+            return Err(ConfigError::invalid(
+                "nats.user",
+                "give one way to authenticate: nats.user with nats.password, nats.token, or \
+                 credentials in nats.url",
+            ));
+        }
+        Ok(modes.pop().unwrap_or_default())
+    }
+}
+
+/// A secret from its setting or, when given, its file (trimmed); `None` when neither is set.
+fn secret(
+    key: &str,
+    value: &SecretString,
+    file: Option<&PathBuf>,
+) -> Result<Option<SecretString>, ConfigError> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::invalid(
+                format!("{key}_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?,
+        None => value.expose_secret().to_owned(),
+    };
+    let text = text.trim();
+    Ok((!text.is_empty()).then(|| SecretString::from(text.to_owned())))
+}
+
+/// `%XX` escapes of a URL's user or password, decoded.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The servers of a comma-separated `nats.url`.
 fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, ConfigError> {
     let servers = url
@@ -124,4 +305,65 @@ fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, ConfigError> {
         return Err(ConfigError::invalid("nats.url", "must not be empty"));
     }
     Ok(servers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<NatsSettings, ConfigError> {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (format!("HOOKRELAY__NATS__{k}"), v.to_string()))
+            .collect();
+        crate::Settings::load_from(None, Some(env)).map(|s| s.nats)
+    }
+
+    #[test]
+    fn credentials_resolve_to_one_way_of_authenticating() {
+        assert!(matches!(load(&[]).unwrap().auth(), NatsAuth::None));
+        let nats = load(&[("USER", "u"), ("PASSWORD", "p")]).unwrap();
+        assert!(
+            matches!(nats.auth(), NatsAuth::UserPassword { user, password, .. }
+                if user == "u" && password.expose_secret() == "p")
+        );
+        let nats = load(&[("TOKEN", "t")]).unwrap();
+        assert!(
+            matches!(nats.auth(), NatsAuth::Token { token, .. } if token.expose_secret() == "t")
+        );
+        let nats = load(&[("URL", "nats://u:p%40ss@h:4222,nats://h2:4222")]).unwrap();
+        assert!(
+            matches!(nats.auth(), NatsAuth::UserPassword { password, .. }
+                if password.expose_secret() == "p@ss")
+        );
+        assert_eq!(nats.display_url(), "nats://u:***@h:4222,nats://h2:4222");
+        let nats = load(&[("URL", "nats://t0k@h:4222")]).unwrap();
+        assert!(
+            matches!(nats.auth(), NatsAuth::Token { token, .. } if token.expose_secret() == "t0k")
+        );
+    }
+
+    #[test]
+    fn half_or_double_credentials_are_refused_by_name() {
+        for (pairs, key) in [
+            (&[("USER", "u")][..], "nats.password"),
+            (&[("PASSWORD", "p")][..], "nats.user"),
+            (
+                &[("USER", "u"), ("PASSWORD", "p"), ("TOKEN", "t")][..],
+                "nats.user",
+            ),
+            (
+                &[("TOKEN", "t"), ("URL", "nats://u:p@h:4222")][..],
+                "nats.user",
+            ),
+            (
+                &[("PASSWORD_FILE", "/nonexistent/pw"), ("USER", "u")][..],
+                "nats.password_file",
+            ),
+        ] {
+            let error = load(pairs).expect_err("refused").to_string();
+            assert!(error.contains(key), "{pairs:?}: {error}");
+            assert!(!error.contains("p@") && !error.contains("\"p\""), "{error}");
+        }
+    }
 }

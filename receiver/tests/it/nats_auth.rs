@@ -1,0 +1,130 @@
+//! A NATS that asks for credentials: each way of giving them connects, a wrong one stops
+//! start-up with NATS's reason and the setting's name, and no password or token is ever printed.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use hookrelay_testkit::{
+    NatsServer, Process, Stack, delivery, free_port, new_uuid, okta_post, user_created_event,
+};
+
+const PASSWORD: &str = "s3cret-pw-4711";
+const TOKEN: &str = "t0ken-0815-secret";
+
+fn password_server() -> NatsServer {
+    NatsServer::start_with_config(&format!(
+        "authorization {{ user: hookrelay, password: \"{PASSWORD}\" }}"
+    ))
+}
+
+/// The receiver binary on `stack`, given one delivery, then stopped: everything it printed.
+async fn run_receiver(stack: &Stack) -> Vec<String> {
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut env = stack.env.clone();
+    env.insert("HOOKRELAY__RECEIVER__LISTEN".into(), listen.to_string());
+    let binary = Path::new(env!("CARGO_BIN_EXE_receiver"));
+    let mut receiver = Process::start(binary, &stack.config, &env, "receiver ready").await;
+    let body = delivery(
+        &new_uuid(),
+        vec![user_created_event(&new_uuid(), "a@example.com")],
+    );
+    let url = format!("http://{listen}{}", stack.settings.receiver.path);
+    let answer = okta_post(&stack.http, &url, &body)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(answer.status(), 200, "stored with the broker's credentials");
+    assert_eq!(receiver.terminate().await, Some(0));
+    receiver.lines_where(|_| true)
+}
+
+fn assert_nothing_secret(lines: &[String]) {
+    for line in lines {
+        assert!(
+            !line.contains(PASSWORD) && !line.contains(TOKEN),
+            "a secret was printed: {line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_user_and_password_in_the_settings_or_in_the_url_connect_and_are_never_printed() {
+    let nats = password_server();
+    let port = nats.url().rsplit(':').next().expect("a port").to_owned();
+    let stack = Stack::on(
+        nats,
+        None,
+        &[
+            ("HOOKRELAY__NATS__USER", "hookrelay"),
+            ("HOOKRELAY__NATS__PASSWORD", PASSWORD),
+        ],
+    )
+    .await;
+    assert_nothing_secret(&run_receiver(&stack).await);
+    assert_eq!(stack.stored_events().await.len(), 1);
+
+    let in_url = format!("nats://hookrelay:{PASSWORD}@127.0.0.1:{port}");
+    let mut url_stack_env = stack.env.clone();
+    url_stack_env.remove("HOOKRELAY__NATS__USER");
+    url_stack_env.remove("HOOKRELAY__NATS__PASSWORD");
+    url_stack_env.insert("HOOKRELAY__NATS__URL".into(), in_url.clone());
+    let settings = hookrelay::Settings::load_from(Some(&stack.config), Some(url_stack_env.clone()))
+        .expect("credentials in the URL are settings too");
+    assert_eq!(
+        settings.nats.display_url(),
+        format!("nats://hookrelay:***@127.0.0.1:{port}")
+    );
+    let app = receiver::Application::build(&settings)
+        .await
+        .expect("the credentials in the URL are sent");
+    drop(app);
+}
+
+#[tokio::test]
+async fn a_wrong_password_stops_start_up_with_nats_reason_and_the_setting_not_its_value() {
+    let nats = password_server();
+    let url = nats.url();
+    let stack = Stack::on(
+        nats,
+        None,
+        &[
+            ("HOOKRELAY__NATS__USER", "hookrelay"),
+            ("HOOKRELAY__NATS__PASSWORD", PASSWORD),
+        ],
+    )
+    .await;
+    let mut env = stack.env.clone();
+    env.insert("HOOKRELAY__NATS__PASSWORD".into(), "wrong-0815".into());
+    let settings =
+        hookrelay::Settings::load_from(Some(&stack.config), Some(env)).expect("valid settings");
+    let Err(error) = receiver::Application::build(&settings).await else {
+        panic!("a wrong password is refused");
+    };
+    let message = format!("{error:#}");
+    assert!(message.contains("authorization violation"), "{message}");
+    assert!(message.contains("nats.user/nats.password"), "{message}");
+    assert!(message.contains(&url), "names the server: {message}");
+    assert!(!message.contains("wrong-0815"), "{message}");
+
+    let in_url = url.replace("nats://", "nats://hookrelay:wrong-0815@");
+    let mut env = stack.env.clone();
+    env.remove("HOOKRELAY__NATS__USER");
+    env.remove("HOOKRELAY__NATS__PASSWORD");
+    env.insert("HOOKRELAY__NATS__URL".into(), in_url);
+    let settings =
+        hookrelay::Settings::load_from(Some(&stack.config), Some(env)).expect("valid settings");
+    let Err(error) = receiver::Application::build(&settings).await else {
+        panic!("a wrong password in the URL is refused");
+    };
+    let message = format!("{error:#}");
+    assert!(message.contains("hookrelay:***@"), "{message}");
+    assert!(!message.contains("wrong-0815"), "{message}");
+}
+
+#[tokio::test]
+async fn a_token_connects_and_is_never_printed() {
+    let nats = NatsServer::start_with_config(&format!("authorization {{ token: \"{TOKEN}\" }}"));
+    let stack = Stack::on(nats, None, &[("HOOKRELAY__NATS__TOKEN", TOKEN)]).await;
+    assert_nothing_secret(&run_receiver(&stack).await);
+    assert_eq!(stack.stored_events().await.len(), 1);
+}
