@@ -4,4 +4,5 @@
 mod backfill;
 mod dead_letters;
 mod helpers;
+mod nats_auth;
 mod simulate;
