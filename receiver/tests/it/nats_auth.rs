@@ -17,6 +17,39 @@ fn password_server() -> NatsServer {
     ))
 }
 
+/// A stack on a password server, authenticating with `nats.user` and `nats.password`.
+async fn password_stack() -> Stack {
+    let credentials = [
+        ("HOOKRELAY__NATS__USER", "hookrelay"),
+        ("HOOKRELAY__NATS__PASSWORD", PASSWORD),
+    ];
+    Stack::on(password_server(), None, &credentials).await
+}
+
+/// The stack's settings with `changes` to its variables (`None` removes one).
+fn settings_with(stack: &Stack, changes: &[(&str, Option<&str>)]) -> hookrelay::Settings {
+    let mut env = stack.env.clone();
+    for (key, value) in changes {
+        match value {
+            Some(value) => env.insert(key.to_string(), value.to_string()),
+            None => env.remove(*key),
+        };
+    }
+    hookrelay::Settings::load_from(Some(&stack.config), Some(env)).expect("valid settings")
+}
+
+/// The settings of `stack` with the credentials in `url` instead of `nats.user`/`password`.
+fn credentials_in_url(stack: &Stack, url: &str) -> hookrelay::Settings {
+    settings_with(
+        stack,
+        &[
+            ("HOOKRELAY__NATS__USER", None),
+            ("HOOKRELAY__NATS__PASSWORD", None),
+            ("HOOKRELAY__NATS__URL", Some(url)),
+        ],
+    )
+}
+
 /// The receiver binary on `stack`, given one delivery, then stopped: everything it printed.
 async fn run_receiver(stack: &Stack) -> Vec<String> {
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -49,27 +82,19 @@ fn assert_nothing_secret(lines: &[String]) {
 
 #[tokio::test]
 async fn a_user_and_password_in_the_settings_or_in_the_url_connect_and_are_never_printed() {
-    let nats = password_server();
-    let port = nats.url().rsplit(':').next().expect("a port").to_owned();
-    let stack = Stack::on(
-        nats,
-        None,
-        &[
-            ("HOOKRELAY__NATS__USER", "hookrelay"),
-            ("HOOKRELAY__NATS__PASSWORD", PASSWORD),
-        ],
-    )
-    .await;
+    let stack = password_stack().await;
     assert_nothing_secret(&run_receiver(&stack).await);
     assert_eq!(stack.stored_events().await.len(), 1);
 
+    let port = stack
+        .nats
+        .url()
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_owned();
     let in_url = format!("nats://hookrelay:{PASSWORD}@127.0.0.1:{port}");
-    let mut url_stack_env = stack.env.clone();
-    url_stack_env.remove("HOOKRELAY__NATS__USER");
-    url_stack_env.remove("HOOKRELAY__NATS__PASSWORD");
-    url_stack_env.insert("HOOKRELAY__NATS__URL".into(), in_url.clone());
-    let settings = hookrelay::Settings::load_from(Some(&stack.config), Some(url_stack_env.clone()))
-        .expect("credentials in the URL are settings too");
+    let settings = credentials_in_url(&stack, &in_url);
     assert_eq!(
         settings.nats.display_url(),
         format!("nats://hookrelay:***@127.0.0.1:{port}")
@@ -82,21 +107,9 @@ async fn a_user_and_password_in_the_settings_or_in_the_url_connect_and_are_never
 
 #[tokio::test]
 async fn a_wrong_password_stops_start_up_with_nats_reason_and_the_setting_not_its_value() {
-    let nats = password_server();
-    let url = nats.url();
-    let stack = Stack::on(
-        nats,
-        None,
-        &[
-            ("HOOKRELAY__NATS__USER", "hookrelay"),
-            ("HOOKRELAY__NATS__PASSWORD", PASSWORD),
-        ],
-    )
-    .await;
-    let mut env = stack.env.clone();
-    env.insert("HOOKRELAY__NATS__PASSWORD".into(), "wrong-0815".into());
-    let settings =
-        hookrelay::Settings::load_from(Some(&stack.config), Some(env)).expect("valid settings");
+    let stack = password_stack().await;
+    let url = stack.nats.url();
+    let settings = settings_with(&stack, &[("HOOKRELAY__NATS__PASSWORD", Some("wrong-0815"))]);
     let Err(error) = receiver::Application::build(&settings).await else {
         panic!("a wrong password is refused");
     };
@@ -107,12 +120,7 @@ async fn a_wrong_password_stops_start_up_with_nats_reason_and_the_setting_not_it
     assert!(!message.contains("wrong-0815"), "{message}");
 
     let in_url = url.replace("nats://", "nats://hookrelay:wrong-0815@");
-    let mut env = stack.env.clone();
-    env.remove("HOOKRELAY__NATS__USER");
-    env.remove("HOOKRELAY__NATS__PASSWORD");
-    env.insert("HOOKRELAY__NATS__URL".into(), in_url);
-    let settings =
-        hookrelay::Settings::load_from(Some(&stack.config), Some(env)).expect("valid settings");
+    let settings = credentials_in_url(&stack, &in_url);
     let Err(error) = receiver::Application::build(&settings).await else {
         panic!("a wrong password in the URL is refused");
     };
