@@ -261,6 +261,18 @@ fn secret(
     Ok((!text.is_empty()).then(|| SecretString::from(text.to_owned())))
 }
 
+/// A server as it may be printed even when it does not parse: whatever stands between `://`
+/// and the last `@` (a user and password, or a token) is shown as `***`.
+fn without_password(server: &str) -> String {
+    match (server.find("://"), server.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme + 3 => {
+            format!("{}***{}", &server[..scheme + 3], &server[at..])
+        }
+        (None, Some(at)) => format!("***{}", &server[at..]),
+        _ => server.to_owned(),
+    }
+}
+
 /// `%XX` escapes of a URL's user or password, decoded.
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -296,7 +308,10 @@ fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, ConfigError> {
             server.parse::<ServerAddr>().map_err(|_| {
                 ConfigError::invalid(
                     "nats.url",
-                    format!("`{server}` is not a NATS URL such as nats://127.0.0.1:4222"),
+                    format!(
+                        "`{}` is not a NATS URL such as nats://127.0.0.1:4222",
+                        without_password(server)
+                    ),
                 )
             })
         })
@@ -341,6 +356,18 @@ mod tests {
         assert!(
             matches!(nats.auth(), NatsAuth::Token { token, .. } if token.expose_secret() == "t0k")
         );
+    }
+
+    #[test]
+    fn a_url_that_does_not_parse_is_refused_without_its_credentials() {
+        for url in ["nats://u:s3cret@host:notaport", "u:s3cret@host:99999"] {
+            let error = load(&[("URL", url)]).expect_err("refused").to_string();
+            assert!(
+                error.contains("nats.url") && error.contains("***@host"),
+                "{error}"
+            );
+            assert!(!error.contains("s3cret"), "{error}");
+        }
     }
 
     #[test]
