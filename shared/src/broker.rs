@@ -7,6 +7,8 @@ use futures::StreamExt as _;
 
 use secrecy::ExposeSecret as _;
 
+use async_nats::ConnectErrorKind::Authentication;
+
 use crate::config::{NatsAuth, NatsSettings};
 use crate::subject;
 
@@ -14,18 +16,18 @@ use crate::subject;
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// `url` never shows a password; `auth` names the settings the credentials came from.
-    #[error("cannot connect to NATS at {url}{}: {source}", auth.map(|keys| format!(" (authenticating with {keys})")).unwrap_or_default())]
+    /// async-nats's error already says its cause, so it is shown, not chained.
+    #[error("cannot connect to NATS at {url}{}: {error}{}", auth.map(|keys| format!(" (authenticating with {keys})")).unwrap_or_default(), if is_tls(error) { TLS_HINT } else { "" })]
     Connect {
         url: String,
         auth: Option<&'static str>,
-        #[source]
-        source: async_nats::ConnectError,
+        error: async_nats::ConnectError,
     },
     #[error("cannot create or update stream {name}: {source}")]
     Stream {
         name: String,
         #[source]
-        source: jetstream::context::CreateStreamError,
+        source: async_nats::Error,
     },
 }
 
@@ -43,15 +45,35 @@ pub async fn connect(
     .await
 }
 
-/// Failures no retry can fix: wrong credentials, a TLS set-up the server refuses.
+const TLS_HINT: &str = " (check nats.tls: ca_file must hold the CA that signed the server's \
+    certificate, cert_file and key_file are needed where the server verifies clients, and a \
+    tls:// URL or nats.tls.required needs a server with TLS)";
+
+/// Whether TLS failed: async-nats reports a certificate the client does not trust as an I/O
+/// error whose cause is rustls's.
+fn is_tls(error: &async_nats::ConnectError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        let rustls = error.downcast_ref::<rustls::Error>().is_some()
+            || (error.downcast_ref::<std::io::Error>())
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        if rustls {
+            return true;
+        }
+        cause = error.source();
+    }
+    error.kind() == async_nats::ConnectErrorKind::Tls
+}
+
+/// Failures no retry can fix: wrong credentials, TLS the two sides do not agree on.
 fn is_final(error: &BrokerError) -> bool {
     matches!(
         error,
-        BrokerError::Connect { source, .. } if matches!(
-            source.kind(),
+        BrokerError::Connect { error, .. } if is_tls(error) || matches!(
+            error.kind(),
             async_nats::ConnectErrorKind::AuthorizationViolation
                 | async_nats::ConnectErrorKind::Authentication
-                | async_nats::ConnectErrorKind::Tls
         )
     )
 }
@@ -60,6 +82,11 @@ async fn connect_once(
     settings: &NatsSettings,
     client_name: &str,
 ) -> Result<async_nats::Client, BrokerError> {
+    let error = |error| BrokerError::Connect {
+        url: settings.display_url(),
+        auth: settings.auth().keys(),
+        error,
+    };
     let options = async_nats::ConnectOptions::new();
     let options = match settings.auth() {
         NatsAuth::None => options,
@@ -67,9 +94,21 @@ async fn connect_once(
             options.user_and_password(user.clone(), password.expose_secret().to_owned())
         }
         NatsAuth::Token { token, .. } => options.token(token.expose_secret().to_owned()),
+        NatsAuth::Credentials { creds } => (options.credentials(creds.expose_secret()))
+            .map_err(|e| error(async_nats::ConnectError::with_source(Authentication, e)))?,
+        NatsAuth::Nkey { seed } => options.nkey(seed.expose_secret().to_owned()),
     };
+    let tls = &settings.tls;
+    let mut options = options.require_tls(settings.tls_required());
+    if let Some(ca_file) = &tls.ca_file {
+        options = options.add_root_certificates(ca_file.clone());
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
     options
         .name(client_name)
+        .custom_inbox_prefix(settings.inbox_prefix_for(client_name))
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None)
         .reconnect_delay_callback(|attempt| {
@@ -88,11 +127,7 @@ async fn connect_once(
         })
         .connect(settings.servers())
         .await
-        .map_err(|source| BrokerError::Connect {
-            url: settings.display_url(),
-            auth: settings.auth().keys(),
-            source,
-        })
+        .map_err(error)
 }
 
 /// The events stream: every routable event on `okta.events.>`, deduplicated on its uuid, and
@@ -131,7 +166,9 @@ pub fn dlq_stream_config(settings: &NatsSettings) -> stream::Config {
 
 /// Creates both streams, or brings existing ones to the configured settings, trying again
 /// until `startup_timeout` (a cluster may still be electing its leader). Safe to run from
-/// several processes at once.
+/// several processes at once. A stream that already has these settings is only looked at, so
+/// a process whose NATS user may not create or update streams (the worker, the reconciler and
+/// `hookrelayctl` in `deploy/nats/least-privilege.conf`) starts once the receiver made them.
 pub async fn ensure_streams(
     js: &jetstream::Context,
     settings: &NatsSettings,
@@ -141,15 +178,48 @@ pub async fn ensure_streams(
             let config = config.clone();
             async move {
                 let name = config.name.clone();
-                js.create_or_update_stream(config)
-                    .await
-                    .map(drop)
-                    .map_err(|source| BrokerError::Stream { name, source })
+                let error = |source: async_nats::Error| BrokerError::Stream {
+                    name: name.clone(),
+                    source,
+                };
+                match js.get_stream(&name).await {
+                    Ok(stream) if has_settings(&stream.cached_info().config, &config) => Ok(()),
+                    Ok(_) => (js.update_stream(config).await)
+                        .map(drop)
+                        .map_err(|e| error(e.into())),
+                    Err(e) if is_stream_not_found(&e) => js
+                        .create_stream(config)
+                        .await
+                        .map(drop)
+                        .map_err(|e| error(e.into())),
+                    Err(e) => Err(error(e.into())),
+                }
             }
         })
         .await?;
     }
     Ok(())
+}
+
+fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
+    matches!(error.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
+        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Whether an existing stream's configuration already has what hookrelay sets.
+fn has_settings(current: &stream::Config, wanted: &stream::Config) -> bool {
+    let sorted = |subjects: &[String]| {
+        let mut subjects = subjects.to_vec();
+        subjects.sort();
+        subjects
+    };
+    sorted(&current.subjects) == sorted(&wanted.subjects)
+        && current.description == wanted.description
+        && current.storage == wanted.storage
+        && current.retention == wanted.retention
+        && current.max_age == wanted.max_age
+        && current.duplicate_window == wanted.duplicate_window
+        && current.num_replicas == wanted.num_replicas
 }
 
 /// Runs `attempt` until it succeeds or `budget` is spent, logging each failure; returns the

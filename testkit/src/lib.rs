@@ -8,6 +8,7 @@
 //! - [`process`]: the real binaries as child processes ([`Process`], [`process::run`]).
 //! - [`Downstream`], [`system_log`]: fakes of the services hookrelay talks to.
 //! - [`load`]: senders for load and fault tests.
+//! - [`secure`]: TLS certificates, nkeys and operator-mode credentials for a locked-down NATS.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 mod downstream;
 pub mod load;
 pub mod process;
+pub mod secure;
 mod stack;
 pub mod system_log;
 pub use downstream::{Downstream, Recorded, Reply};

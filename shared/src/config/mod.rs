@@ -12,7 +12,7 @@ mod reconciler;
 mod worker;
 
 pub use log::{LogFormat, LogSettings};
-pub use nats::{NatsAuth, NatsSettings};
+pub use nats::{NatsAuth, NatsSettings, NatsTls};
 pub use okta::{OktaAccess, OktaSettings};
 pub use receiver::{AuthSettings, ReceiverSettings};
 pub use reconciler::ReconcilerSettings;

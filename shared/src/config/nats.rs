@@ -48,9 +48,70 @@ pub struct NatsSettings {
     pub token: SecretString,
     /// A file holding the token, read at start.
     pub token_file: Option<PathBuf>,
+    /// A `.creds` file (a user's JWT and nkey seed, operator mode: `nsc`, Synadia Cloud).
+    pub credentials_file: Option<PathBuf>,
+    /// A file holding a user's nkey seed (`SU…`), for a server that lists users by nkey.
+    pub nkey_seed_file: Option<PathBuf>,
+    /// Where replies to this process's requests arrive: `<inbox_prefix>.<random>`. Empty means
+    /// `_INBOX.<client>` (`_INBOX.hookrelay-receiver`, …), which a server's permissions can
+    /// give each process alone.
+    pub inbox_prefix: String,
+    /// TLS to the server.
+    pub tls: NatsTls,
     /// How to authenticate, resolved at load from the keys above and the URL.
     #[serde(skip)]
     auth: NatsAuth,
+}
+
+/// `[nats.tls]`: TLS to the server. Any of it, or a `tls://` URL, makes TLS required.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsTls {
+    /// PEM certificates of the CAs to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a server that verifies clients (mutual TLS); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Refuse to talk to a server without TLS, even with no file set (system roots).
+    pub required: bool,
+}
+
+impl NatsTls {
+    /// Whether the connection must use TLS: any TLS setting asks for it.
+    pub fn is_required(&self) -> bool {
+        self.required || self.ca_file.is_some() || self.cert_file.is_some()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(ConfigError::invalid(
+                "nats.tls.cert_file",
+                "nats.tls.cert_file and nats.tls.key_file go together (mutual TLS)",
+            ));
+        }
+        for (key, file, what) in [
+            ("nats.tls.ca_file", &self.ca_file, "CERTIFICATE"),
+            ("nats.tls.cert_file", &self.cert_file, "CERTIFICATE"),
+            ("nats.tls.key_file", &self.key_file, "PRIVATE KEY"),
+        ] {
+            let Some(path) = file else { continue };
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::invalid(key, format!("cannot read {}: {e}", path.display()))
+            })?;
+            // `BEGIN CERTIFICATE`, `BEGIN PRIVATE KEY`, `BEGIN EC PRIVATE KEY`, …
+            if !text
+                .lines()
+                .any(|l| l.starts_with("-----BEGIN") && l.contains(what))
+            {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{} holds no PEM {}", path.display(), what.to_lowercase()),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How the client proves who it is, resolved at load. Secrets stay secret.
@@ -71,6 +132,10 @@ pub enum NatsAuth {
         token: SecretString,
         keys: &'static str,
     },
+    /// The contents of a `.creds` file (a user JWT and its nkey seed), checked at load.
+    Credentials { creds: SecretString },
+    /// An nkey seed, checked at load.
+    Nkey { seed: SecretString },
 }
 
 impl NatsAuth {
@@ -80,6 +145,8 @@ impl NatsAuth {
         match self {
             NatsAuth::None => None,
             NatsAuth::UserPassword { keys, .. } | NatsAuth::Token { keys, .. } => Some(keys),
+            NatsAuth::Credentials { .. } => Some("nats.credentials_file"),
+            NatsAuth::Nkey { .. } => Some("nats.nkey_seed_file"),
         }
     }
 }
@@ -101,6 +168,10 @@ impl Default for NatsSettings {
             password_file: None,
             token: SecretString::default(),
             token_file: None,
+            credentials_file: None,
+            nkey_seed_file: None,
+            inbox_prefix: String::new(),
+            tls: NatsTls::default(),
             auth: NatsAuth::None,
         }
     }
@@ -115,6 +186,20 @@ impl NatsSettings {
     /// How the client authenticates, resolved at load.
     pub fn auth(&self) -> &NatsAuth {
         &self.auth
+    }
+
+    /// The inbox prefix of a process that connects as `client_name`.
+    pub fn inbox_prefix_for(&self, client_name: &str) -> String {
+        if self.inbox_prefix.is_empty() {
+            format!("_INBOX.{client_name}")
+        } else {
+            self.inbox_prefix.clone()
+        }
+    }
+
+    /// Whether the connection must use TLS: a `nats.tls` setting or a `tls://` URL.
+    pub fn tls_required(&self) -> bool {
+        self.tls.is_required() || self.servers.iter().any(|s| s.tls_required())
     }
 
     /// `nats.url` as it may be printed: any password in it replaced by `***`.
@@ -137,6 +222,15 @@ impl NatsSettings {
         let nats = self;
         nats.servers = parse_servers(&nats.url)?;
         nats.auth = nats.resolve_auth()?;
+        nats.tls.validate()?;
+        if !nats.inbox_prefix.is_empty()
+            && !(nats.inbox_prefix.split('.')).all(subject::is_valid_name)
+        {
+            return Err(ConfigError::invalid(
+                "nats.inbox_prefix",
+                "must be dot-separated tokens of letters, digits, `-` and `_`, such as _INBOX_worker",
+            ));
+        }
         for (key, name) in [
             ("nats.stream", &nats.stream),
             ("nats.dlq_stream", &nats.dlq_stream),
@@ -214,6 +308,16 @@ impl NatsSettings {
                 keys: "nats.token",
             });
         }
+        if let Some(path) = &self.credentials_file {
+            modes.push(NatsAuth::Credentials {
+                creds: credentials(path)?,
+            });
+        }
+        if let Some(path) = &self.nkey_seed_file {
+            modes.push(NatsAuth::Nkey {
+                seed: nkey_seed(path)?,
+            });
+        }
         if let Some(url) = in_url {
             let user = percent_decode(url.username());
             let password = url.password().map(percent_decode).unwrap_or_default();
@@ -234,8 +338,8 @@ impl NatsSettings {
         if modes.len() > 1 {
             return Err(ConfigError::invalid(
                 "nats.user",
-                "give one way to authenticate: nats.user with nats.password, nats.token, or \
-                 credentials in nats.url",
+                "give one way to authenticate: nats.credentials_file, nats.nkey_seed_file, \
+                 nats.user with nats.password, nats.token, or credentials in nats.url",
             ));
         }
         Ok(modes.pop().unwrap_or_default())
@@ -259,6 +363,41 @@ fn secret(
     };
     let text = text.trim();
     Ok((!text.is_empty()).then(|| SecretString::from(text.to_owned())))
+}
+
+/// The contents of a `.creds` file, once they parse as one (a user JWT and an nkey seed).
+fn credentials(path: &PathBuf) -> Result<SecretString, ConfigError> {
+    const KEY: &str = "nats.credentials_file";
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::invalid(KEY, format!("cannot read {}: {e}", path.display())))?;
+    // async-nats's own parser; its errors name what is missing, never the seed.
+    async_nats::ConnectOptions::with_credentials(&text).map_err(|e| {
+        ConfigError::invalid(
+            KEY,
+            format!("{} is not a NATS credentials file: {e}", path.display()),
+        )
+    })?;
+    Ok(SecretString::from(text))
+}
+
+/// The nkey seed in a file, once it decodes as a user's seed (`SU…`).
+fn nkey_seed(path: &PathBuf) -> Result<SecretString, ConfigError> {
+    const KEY: &str = "nats.nkey_seed_file";
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::invalid(KEY, format!("cannot read {}: {e}", path.display())))?;
+    // `nk -gen user` writes the seed alone; `nsc` may write it between comment lines.
+    let seed = (text.lines().map(str::trim)).find(|line| line.starts_with("SU"));
+    let valid = seed.filter(|seed| nkeys::KeyPair::from_seed(seed).is_ok());
+    match valid {
+        Some(seed) => Ok(SecretString::from(seed.to_owned())),
+        None => Err(ConfigError::invalid(
+            KEY,
+            format!(
+                "{} holds no user nkey seed (a line starting SU, as `nk -gen user` writes)",
+                path.display()
+            ),
+        )),
+    }
 }
 
 /// A server as it may be printed even when it does not parse: whatever stands between `://`
@@ -392,5 +531,69 @@ mod tests {
             assert!(error.contains(key), "{pairs:?}: {error}");
             assert!(!error.contains("p@") && !error.contains("\"p\""), "{error}");
         }
+    }
+
+    #[test]
+    fn files_that_are_not_what_their_setting_needs_are_refused_by_name_without_their_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let garbage = write("garbage", "SUnot-a-seed-but-secret-looking\n");
+        let pem = write(
+            "ca.pem",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        );
+        let seed = write(
+            "user.nk",
+            "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU\n",
+        );
+        for (pairs, key) in [
+            (
+                vec![("CREDENTIALS_FILE", garbage.as_str())],
+                "nats.credentials_file",
+            ),
+            (
+                vec![("CREDENTIALS_FILE", "/nonexistent/x.creds")],
+                "nats.credentials_file",
+            ),
+            (
+                vec![("NKEY_SEED_FILE", garbage.as_str())],
+                "nats.nkey_seed_file",
+            ),
+            (vec![("TLS__CA_FILE", garbage.as_str())], "nats.tls.ca_file"),
+            (
+                vec![("TLS__CA_FILE", "/nonexistent/ca.pem")],
+                "nats.tls.ca_file",
+            ),
+            (vec![("TLS__CERT_FILE", pem.as_str())], "nats.tls.cert_file"),
+            (
+                vec![
+                    ("TLS__CERT_FILE", pem.as_str()),
+                    ("TLS__KEY_FILE", pem.as_str()),
+                ],
+                "nats.tls.key_file",
+            ),
+            (
+                vec![("NKEY_SEED_FILE", seed.as_str()), ("TOKEN", "t")],
+                "give one way",
+            ),
+            (vec![("INBOX_PREFIX", "_INBOX.>")], "nats.inbox_prefix"),
+        ] {
+            let error = load(&pairs).expect_err("refused").to_string();
+            assert!(error.contains(key), "{pairs:?}: {error}");
+            assert!(!error.contains("secret-looking"), "{error}");
+        }
+        let nats = load(&[("NKEY_SEED_FILE", &seed), ("TLS__CA_FILE", &pem)]).unwrap();
+        assert!(matches!(nats.auth(), NatsAuth::Nkey { .. }));
+        assert!(nats.tls_required(), "a CA file asks for TLS");
+        assert_eq!(
+            nats.inbox_prefix_for("hookrelay-worker"),
+            "_INBOX.hookrelay-worker"
+        );
+        assert!(load(&[("URL", "tls://h:4222")]).unwrap().tls_required());
+        assert!(!load(&[]).unwrap().tls_required());
     }
 }
