@@ -36,6 +36,8 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// Variables the server's configuration reads (`$NAME`).
+    env: Vec<(String, String)>,
     /// The server's name (`-n`); cluster members have one.
     pub name: String,
 }
@@ -59,22 +61,46 @@ impl NatsServer {
         )
     }
 
+    /// Starts a server with the configuration file at `path`, as it is, and `env` for the
+    /// variables it reads; command-line options (port, store) win over it.
+    pub fn start_with_file(path: &Path, env: &[(String, String)]) -> Self {
+        let args = vec!["-c".into(), path.display().to_string()];
+        let mut server = Self::new(free_port(), "standalone", args);
+        server.env = env.to_vec();
+        server.spawn();
+        server
+    }
+
     fn start_with(port: u16, name: &str, extra_args: Vec<String>) -> Self {
+        let mut server = Self::new(port, name, extra_args);
+        server.spawn();
+        server
+    }
+
+    fn new(port: u16, name: &str, extra_args: Vec<String>) -> Self {
         let store = tempfile::tempdir().expect("a temporary store directory");
-        let mut server = NatsServer {
+        NatsServer {
             child: None,
             port,
             store,
             extra_args,
+            env: Vec::new(),
             name: name.to_string(),
-        };
-        server.spawn();
-        server
+        }
     }
 
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Everything the server has logged (errors, permission violations, …).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.store.path().join("nats-server.log")
     }
 
     /// Kills the server at once (SIGKILL): no flush, no goodbye, as a crash.
@@ -103,7 +129,10 @@ impl NatsServer {
             ])
             .arg(self.store.path())
             .args(["-n", &self.name])
+            .arg("-l")
+            .arg(self.log_path())
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -233,3 +233,181 @@ fn jwt(issuer: &KeyPair, subject: &str, name: &str, nats: Value) -> String {
     let signature = issuer.sign(signed.as_bytes()).expect("signed");
     format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
+
+/// A stack on a NATS that asks for one kind of secret, given by the stack's settings: for tests
+/// that run a binary and look for the secret in everything it printed.
+pub struct SecretStack {
+    pub stack: crate::Stack,
+    /// How the secret is given (`nats.password`, `nats.credentials_file`, …).
+    pub how: &'static str,
+    /// What must never be printed.
+    pub secret: String,
+    /// Whether the secret is wrong: the server refuses it, and the binary must fail to start.
+    pub refused: bool,
+    _files: tempfile::TempDir,
+}
+
+/// One stack per way of giving NATS a secret: a password in `nats.password` and in `nats.url`,
+/// a token file, an nkey seed file, a `.creds` file (operator mode), and a wrong password in
+/// `nats.url` (its binaries must stop at start-up).
+pub async fn stacks_with_each_secret(config: Option<&Path>) -> Vec<SecretStack> {
+    use crate::{NatsServer, Stack};
+    let mut stacks = Vec::new();
+    let unique = || uuid::Uuid::new_v4().simple().to_string();
+    let password_server = |password: &str| {
+        NatsServer::start_with_config(&format!(
+            "authorization {{ user: ops, password: \"{password}\" }}"
+        ))
+    };
+
+    let files = tempfile::tempdir().expect("a directory");
+    let password = format!("pw-{}", unique());
+    let nats = password_server(&password);
+    let env = [
+        ("HOOKRELAY__NATS__USER", "ops"),
+        ("HOOKRELAY__NATS__PASSWORD", password.as_str()),
+    ];
+    let stack = Stack::on(nats, config, &env).await;
+    stacks.push(SecretStack {
+        stack,
+        how: "nats.password",
+        secret: password,
+        refused: false,
+        _files: files,
+    });
+
+    for refused in [false, true] {
+        let files = tempfile::tempdir().expect("a directory");
+        let password = format!("pw-{}", unique());
+        let nats = password_server(&password);
+        let url = |password: &str| {
+            nats.url()
+                .replace("nats://", &format!("nats://ops:{password}@"))
+        };
+        let (right, wrong) = (url(&password), url(&format!("wrong-{}", unique())));
+        let mut stack = Stack::on(nats, config, &[("HOOKRELAY__NATS__URL", &right)]).await;
+        let mut secret = password;
+        if refused {
+            // The stack's own view connected; its binaries get the wrong password.
+            secret = wrong
+                .split([':', '@'])
+                .nth(2)
+                .expect("a password")
+                .to_owned();
+            stack.env.insert("HOOKRELAY__NATS__URL".into(), wrong);
+        }
+        stacks.push(SecretStack {
+            stack,
+            how: if refused {
+                "a wrong password in nats.url"
+            } else {
+                "a password in nats.url"
+            },
+            secret,
+            refused,
+            _files: files,
+        });
+    }
+
+    let files = tempfile::tempdir().expect("a directory");
+    let token = format!("token-{}", unique());
+    let nats = NatsServer::start_with_config(&format!("authorization {{ token: \"{token}\" }}"));
+    let token_file = write_file(files.path(), "token", &token);
+    let token_file = token_file.display().to_string();
+    let stack = Stack::on(
+        nats,
+        config,
+        &[("HOOKRELAY__NATS__TOKEN_FILE", &token_file)],
+    )
+    .await;
+    stacks.push(SecretStack {
+        stack,
+        how: "nats.token_file",
+        secret: token,
+        refused: false,
+        _files: files,
+    });
+
+    let files = tempfile::tempdir().expect("a directory");
+    let (public, seed) = nkey_user();
+    let nats = NatsServer::start_with_config(&format!(
+        "authorization {{ users: [ {{ nkey: {public} }} ] }}"
+    ));
+    let seed_file = write_file(files.path(), "user.nk", &seed);
+    let seed_file = seed_file.display().to_string();
+    let stack = Stack::on(
+        nats,
+        config,
+        &[("HOOKRELAY__NATS__NKEY_SEED_FILE", &seed_file)],
+    )
+    .await;
+    stacks.push(SecretStack {
+        stack,
+        how: "nats.nkey_seed_file",
+        secret: seed,
+        refused: false,
+        _files: files,
+    });
+
+    let files = tempfile::tempdir().expect("a directory");
+    let operator = Operator::new();
+    let nats = NatsServer::start_with_config(&operator.server_config());
+    let creds = operator.user_creds("hookrelay");
+    let seed = (creds.lines())
+        .find(|l| l.starts_with("SU"))
+        .expect("a seed");
+    let creds_file = write_file(files.path(), "user.creds", &creds);
+    let creds_file = creds_file.display().to_string();
+    let stack = Stack::on(
+        nats,
+        config,
+        &[("HOOKRELAY__NATS__CREDENTIALS_FILE", &creds_file)],
+    )
+    .await;
+    stacks.push(SecretStack {
+        stack,
+        how: "nats.credentials_file",
+        secret: seed.to_owned(),
+        refused: false,
+        _files: files,
+    });
+    stacks
+}
+
+impl SecretStack {
+    /// Fails the test if any of `lines` holds the secret.
+    pub fn assert_not_in(&self, lines: &[String]) {
+        for line in lines {
+            assert!(
+                !line.contains(&self.secret),
+                "the secret of {} was printed: {line}",
+                self.how
+            );
+        }
+    }
+}
+
+/// Runs the service `binary` on each of [`stacks_with_each_secret`] (until it logs `ready`,
+/// then stopped as SIGTERM stops it; or, given a wrong password, until it gives up) and fails
+/// the test if anything it printed holds the secret, or if a refused start-up does not say
+/// NATS's reason and the setting.
+pub async fn assert_service_never_prints_secrets(binary: &Path, ready: &str) {
+    for secured in stacks_with_each_secret(None).await {
+        let (stack, how) = (&secured.stack, secured.how);
+        let printed = if secured.refused {
+            let run = crate::process::run(binary, &stack.config, &stack.env, &[]).await;
+            assert!(!run.success, "{how}: {} started", binary.display());
+            let printed = format!("{}{}", run.stdout, run.stderr);
+            assert!(
+                printed.contains("authorization violation") && printed.contains("nats.url"),
+                "{how}: {printed}"
+            );
+            printed.lines().map(str::to_owned).collect()
+        } else {
+            let mut process = crate::Process::start(binary, &stack.config, &stack.env, ready).await;
+            assert_eq!(process.terminate().await, Some(0), "{how}: a clean stop");
+            process.lines_where(|_| true)
+        };
+        secured.assert_not_in(&printed);
+    }
+}

@@ -226,12 +226,14 @@ pub async fn replay(
 
     let mut bound = HashSet::new();
     for name in &subscribers {
-        if events
-            .consumer_info(subject::replay_durable_name(name))
-            .await
-            .is_ok()
-        {
-            bound.insert(*name);
+        let durable = subject::replay_durable_name(name);
+        match events.consumer_info(&durable).await {
+            Ok(_) => {
+                bound.insert(*name);
+            }
+            Err(e) if is_not_found(&e) => {}
+            // Not "unbound": a broker that did not answer, or a user that may not ask.
+            Err(e) => anyhow::bail!("cannot look up consumer {durable}: {e}"),
         }
     }
 
@@ -405,5 +407,15 @@ impl Command {
             }
         }
         Ok(true)
+    }
+}
+
+/// Whether the consumer does not exist (JetStream said so, as opposed to not answering).
+fn is_not_found(error: &jetstream::context::ConsumerInfoError) -> bool {
+    use jetstream::context::ConsumerInfoErrorKind::{JetStream, NotFound};
+    match error.kind() {
+        NotFound => true,
+        JetStream(e) => e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND,
+        _ => false,
     }
 }

@@ -145,3 +145,18 @@ async fn readyz_requires_the_streams() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_changed_stream_setting_is_applied_at_the_next_start() {
+    let stack = hookrelay_testkit::Stack::start().await;
+    drop(stack.receiver().await);
+    let mut stream = stack.events_stream().await;
+    let info = stream.info().await.expect("info");
+    assert_eq!(info.config.max_age, stack.settings.nats.retention);
+
+    let mut settings = stack.settings.clone();
+    settings.nats.retention = std::time::Duration::from_secs(2 * 24 * 3600);
+    drop(hookrelay_testkit::Receiver::start(&settings).await);
+    let info = stream.info().await.expect("info");
+    assert_eq!(info.config.max_age, settings.nats.retention);
+}

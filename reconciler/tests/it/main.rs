@@ -2,4 +2,5 @@
 //! time, a `next` link on every answer, `published` out of order), a real nats-server, and the
 //! receiver and worker in process.
 
+mod nats_secrets;
 mod reconcile;

@@ -4,5 +4,6 @@
 mod backfill;
 mod dead_letters;
 mod helpers;
+mod least_privilege;
 mod nats_auth;
 mod simulate;

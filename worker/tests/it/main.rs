@@ -4,5 +4,6 @@
 mod cluster;
 mod faults;
 mod helpers;
+mod nats_secrets;
 mod operations;
 mod pipeline;
