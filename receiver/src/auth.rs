@@ -3,6 +3,7 @@
 //! body is read, and compared in constant time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
@@ -22,17 +23,39 @@ const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
 /// The header and the values it may carry (several while a secret is rotated).
 pub struct HeaderSecret {
     header: HeaderName,
-    secrets: Vec<SecretString>,
+    secrets: Accepted,
     refusals: RefusalLog,
+}
+
+/// The accepted secrets, replaceable while requests are checked against them.
+#[derive(Clone, Default)]
+pub struct Accepted(Arc<RwLock<Arc<[SecretString]>>>);
+
+impl Accepted {
+    fn current(&self) -> Arc<[SecretString]> {
+        self.0.read().expect("not poisoned").clone()
+    }
+
+    /// From now on, accept these (and only these).
+    pub fn replace(&self, secrets: Vec<SecretString>) {
+        *self.0.write().expect("not poisoned") = secrets.into();
+    }
 }
 
 impl HeaderSecret {
     pub fn new(header: HeaderName, secrets: Vec<SecretString>) -> Self {
+        let accepted = Accepted::default();
+        accepted.replace(secrets);
         HeaderSecret {
             header,
-            secrets,
+            secrets: accepted,
             refusals: RefusalLog::default(),
         }
+    }
+
+    /// A handle that replaces the accepted secrets (a re-read secret file).
+    pub fn accepted(&self) -> Accepted {
+        self.secrets.clone()
     }
 
     /// Whether the request carries one of the secrets. Every secret is compared, each in
@@ -41,12 +64,9 @@ impl HeaderSecret {
         let Some(value) = headers.get(&self.header) else {
             return false;
         };
-        let matched = self
-            .secrets
-            .iter()
-            .fold(Choice::from(0), |matched, secret| {
-                matched | value.as_bytes().ct_eq(secret.expose_secret().as_bytes())
-            });
+        let matched = (self.secrets.current().iter()).fold(Choice::from(0), |matched, secret| {
+            matched | value.as_bytes().ct_eq(secret.expose_secret().as_bytes())
+        });
         matched.into()
     }
 }
@@ -82,6 +102,63 @@ impl RefusalLog {
         }
     }
 }
+
+/// Re-reads `auth.secret_file` every second until `shutdown`; when its contents change, the
+/// receiver accepts what it now lists (with `secret` and `secrets`). A file that cannot be
+/// read, lists no secret or holds a value that cannot be a header keeps the previous secrets,
+/// and says why once.
+pub async fn watch_secret_file(
+    auth: hookrelay::config::AuthSettings,
+    accepted: Accepted,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let Some(file) = auth.secret_file.clone() else {
+        return;
+    };
+    let mut seen = std::fs::read_to_string(&file).ok();
+    let mut complained: Option<String> = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(SECRET_FILE_CHECK) => {}
+        }
+        let text = std::fs::read_to_string(&file);
+        if text.as_ref().ok() == seen.as_ref() {
+            continue;
+        }
+        let outcome = match &text {
+            Ok(text) if text.lines().all(|l| l.trim().is_empty()) => {
+                Err("it lists no secret".to_owned())
+            }
+            Ok(_) => auth.accepted_secrets().map_err(|e| e.to_string()),
+            Err(e) => Err(format!("cannot read it: {e}")),
+        };
+        match outcome {
+            Ok(secrets) => {
+                tracing::info!(
+                    file = %file.display(),
+                    accepted = secrets.len(),
+                    "secret file changed: accepting the secrets it lists now"
+                );
+                accepted.replace(secrets);
+                seen = text.ok();
+                complained = None;
+            }
+            Err(why) if complained.as_ref() != Some(&why) => {
+                tracing::warn!(
+                    file = %file.display(),
+                    %why,
+                    "secret file changed but cannot be used: keeping the previous secrets"
+                );
+                complained = Some(why);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// How often the secret file is looked at.
+const SECRET_FILE_CHECK: Duration = Duration::from_secs(1);
 
 /// Middleware on the hook route: 401 unless the secret header is right.
 pub async fn require_secret(

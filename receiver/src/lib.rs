@@ -36,6 +36,8 @@ use crate::metrics::Metrics;
 
 /// The receiver, bound and connected, ready to [`run`](Application::run).
 pub struct Application {
+    /// What re-reads `receiver.auth.secret_file`, and what it updates.
+    watch: (hookrelay::config::AuthSettings, auth::Accepted),
     listener: TcpListener,
     admin_listener: TcpListener,
     router: Router,
@@ -88,8 +90,10 @@ impl Application {
             .parse()
             .context("receiver.auth.header is not a header name")?;
         let metrics = Arc::new(Metrics::default());
+        let secret = HeaderSecret::new(header, secrets);
+        let watch = (receiver.auth.clone(), secret.accepted());
         let state = AppState::new(
-            HeaderSecret::new(header, secrets),
+            secret,
             Publisher::new(&client, receiver.publish_timeout, metrics.clone()),
             receiver.body_read_timeout,
             metrics.clone(),
@@ -107,6 +111,7 @@ impl Application {
                 )
             })?;
         Ok(Application {
+            watch,
             listener,
             admin_listener,
             router,
@@ -149,6 +154,8 @@ impl Application {
             admin = %self.admin_addr(),
             "receiver ready"
         );
+        let (auth, accepted) = self.watch;
+        tokio::spawn(auth::watch_secret_file(auth, accepted, shutdown.clone()));
         let hook = serve::serve(self.listener, self.router, self.limits, shutdown.clone());
         let admin = axum::serve(self.admin_listener, admin::router(self.status))
             .with_graceful_shutdown(shutdown.cancelled_owned());

@@ -7,12 +7,16 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue};
-use secrecy::ExposeSecret as _;
+use reqwest::header::HeaderMap;
 use serde_json::value::RawValue;
 
 use crate::config::OktaAccess;
 use crate::subject;
+
+pub mod auth;
+pub mod hooks;
+
+pub use auth::Authorizer;
 
 /// The longest wait for a rate limit to reset: Okta's windows are a minute.
 pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
@@ -23,7 +27,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum OktaError {
     /// Okta refused the request (a 4xx other than 429): retrying will not help.
-    #[error("the System Log answered {status}: {summary}{hint}")]
+    #[error("Okta answered {status}: {summary}{hint}")]
     Refused {
         status: reqwest::StatusCode,
         summary: String,
@@ -86,7 +90,8 @@ impl Page {
 /// A System Log reader for one org.
 pub struct SystemLog {
     http: reqwest::Client,
-    access: OktaAccess,
+    org_url: reqwest::Url,
+    auth: Authorizer,
     /// Retries of one page after a 429, a 5xx or a network error.
     max_retries: u32,
     /// The share of the rate limit this reader may use (1: all of it).
@@ -95,17 +100,11 @@ pub struct SystemLog {
 
 impl SystemLog {
     pub fn new(access: OktaAccess, max_retries: u32, share: f64) -> Result<Self, OktaError> {
-        // reqwest's TLS needs a crypto provider; installing fails only when one is already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| OktaError::Client(e.to_string()))?;
+        let http = http_client()?;
         Ok(SystemLog {
+            auth: Authorizer::new(http.clone(), &access, &["okta.logs.read"])?,
             http,
-            access,
+            org_url: access.org_url,
             max_retries,
             share,
         })
@@ -113,12 +112,12 @@ impl SystemLog {
 
     /// The org's base URL.
     pub fn org_url(&self) -> &reqwest::Url {
-        &self.access.org_url
+        &self.org_url
     }
 
     /// `/api/v1/logs` with `query`: the first request of a read.
     pub fn first_page(&self, query: &[(&str, String)]) -> reqwest::Url {
-        let mut url = (self.access.org_url)
+        let mut url = (self.org_url)
             .join("/api/v1/logs")
             .expect("a path joins a base URL");
         url.query_pairs_mut().extend_pairs(query);
@@ -127,15 +126,12 @@ impl SystemLog {
 
     /// Fetches one page, waiting out rate limits and retrying what is worth retrying.
     pub async fn fetch(&self, url: &reqwest::Url, calls: &mut Calls) -> Result<Page, OktaError> {
-        let mut token =
-            HeaderValue::from_str(&format!("SSWS {}", self.access.token.expose_secret())).map_err(
-                |_| OktaError::Client("the API token is not a valid header value".into()),
-            )?;
-        token.set_sensitive(true);
         let mut attempt = 0;
+        let mut reauthorized = false;
         loop {
+            let authorization = self.auth.headers(&reqwest::Method::GET, url).await?;
             let sent = (self.http.get(url.clone()))
-                .header("authorization", token.clone())
+                .headers(authorization)
                 .header("accept", "application/json")
                 .send()
                 .await;
@@ -151,7 +147,7 @@ impl SystemLog {
                     }
                     return Ok(Page {
                         body,
-                        next: next_link(&headers, &self.access.org_url)?,
+                        next: next_link(&headers, &self.org_url)?,
                         request_id: (headers.get("x-okta-request-id"))
                             .and_then(|v| v.to_str().ok())
                             .filter(|id| subject::is_valid_id(id))
@@ -166,6 +162,15 @@ impl SystemLog {
                 Ok(response) if response.status().is_server_error() => {
                     (response.status().to_string(), backoff(attempt))
                 }
+                Ok(response)
+                    if response.status() == 401
+                        && !reauthorized
+                        && self.auth.after_unauthorized(response.headers()).await =>
+                {
+                    // A DPoP nonce to use, or a token to renew: once, at once.
+                    reauthorized = true;
+                    continue;
+                }
                 Ok(response) => {
                     let status = response.status();
                     let body = response.text().await.unwrap_or_default();
@@ -173,12 +178,15 @@ impl SystemLog {
                         .ok()
                         .and_then(|v| v["errorSummary"].as_str().map(str::to_owned))
                         .unwrap_or(body);
-                    let hint = match status.as_u16() {
-                        401 => {
+                    let hint = match (status.as_u16(), self.auth.is_api_token()) {
+                        (401, true) => {
                             " (is the API token right? okta.api_token, or OKTA_API_TOKEN for hookrelayctl)"
                         }
-                        403 => {
-                            " (the token needs permission to read the System Log: okta.logs.read)"
+                        (401, false) => {
+                            " (check okta.client_id, okta.key_id and okta.private_key_file)"
+                        }
+                        (403, _) => {
+                            " (reading the System Log needs okta.logs.read: an admin's API token, or that scope granted to the service app)"
                         }
                         _ => "",
                     };
@@ -203,6 +211,18 @@ impl SystemLog {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// The HTTP client for Okta: rustls, a timeout, no redirects (a token goes to the org only).
+pub fn http_client() -> Result<reqwest::Client, OktaError> {
+    // reqwest's TLS needs a crypto provider; installing fails only when one is already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("hookrelay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| OktaError::Client(e.to_string()))
 }
 
 /// The System Log `filter` for these event types and an expression of the caller's, if any.
@@ -307,6 +327,7 @@ fn next_link(headers: &HeaderMap, okta: &reqwest::Url) -> Result<Option<reqwest:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();

@@ -6,7 +6,7 @@
 //! - [`Stack`]: one test's server, settings and JetStream view, with a [`Receiver`] and a
 //!   worker in the test's process; [`eventually`] and its one [`PATIENCE`].
 //! - [`process`]: the real binaries as child processes ([`Process`], [`process::run`]).
-//! - [`Downstream`], [`system_log`]: fakes of the services hookrelay talks to.
+//! - [`Downstream`], [`system_log`], [`okta_org`]: fakes of the services hookrelay talks to.
 //! - [`load`]: senders for load and fault tests.
 //! - [`secure`]: TLS certificates, nkeys and operator-mode credentials for a locked-down NATS.
 
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 mod downstream;
 pub mod load;
+pub mod okta_org;
 pub mod process;
 pub mod secure;
 mod stack;

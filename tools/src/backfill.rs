@@ -20,7 +20,6 @@ use hookrelay::event::{self, Route};
 use hookrelay::okta::{Calls, SystemLog, filter_expression, synthetic_delivery};
 use hookrelay::publish::Publisher;
 use hookrelay::{Settings, broker, subject};
-use secrecy::SecretString;
 use serde_json::value::RawValue;
 
 use crate::progress::Progress;
@@ -253,16 +252,9 @@ impl Args {
     /// Runs the backfill with the `[okta]` section's org and token; `--okta-url` and
     /// `OKTA_API_TOKEN` win over them.
     pub async fn run(self, settings: &Settings) -> anyhow::Result<bool> {
-        let mut okta = settings.okta.clone();
+        let mut okta = crate::okta_settings(settings);
         if let Some(url) = &self.okta_url {
             okta.org_url = url.to_string();
-        }
-        if let Some(token) = std::env::var("OKTA_API_TOKEN")
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-        {
-            okta.api_token = SecretString::from(token);
-            okta.api_token_file = None;
         }
         let okta = okta.access().context(
             "Okta API access: set okta.org_url (or --okta-url) and okta.api_token \

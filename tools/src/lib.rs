@@ -4,10 +4,12 @@
 //! - [`simulate`]: Okta's verification and preview-like deliveries, sent to any receiver.
 //! - [`dead_letters`]: list, show and replay what subscribers gave up on.
 //! - [`backfill`]: fetch what a hook missed from Okta's System Log API and store it.
+//! - [`hooks`]: the Okta event hook itself, through Okta's Management API.
 //! - [`progress`]: the progress lines long runs print.
 
 pub mod backfill;
 pub mod dead_letters;
+pub mod hooks;
 pub mod progress;
 pub mod simulate;
 
@@ -33,4 +35,17 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<jetstream::Context> 
     eprintln!("connecting to NATS at {}", settings.nats.display_url());
     let client = broker::connect(&settings.nats, "hookrelayctl").await?;
     Ok(jetstream::new(client))
+}
+
+/// The `[okta]` section, with `OKTA_API_TOKEN` from the environment winning over its token.
+pub fn okta_settings(settings: &Settings) -> hookrelay::config::OktaSettings {
+    let mut okta = settings.okta.clone();
+    if let Some(token) = std::env::var("OKTA_API_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        okta.api_token = secrecy::SecretString::from(token);
+        okta.api_token_file = None;
+    }
+    okta
 }

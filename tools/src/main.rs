@@ -1,4 +1,5 @@
-//! `hookrelayctl`: simulate Okta, manage dead letters, backfill from the System Log.
+//! `hookrelayctl`: simulate Okta, manage dead letters, backfill from the System Log, manage
+//! the event hook.
 //! Reads the same configuration as `receiver` and `worker`. This file only parses flags and
 //! dispatches: each command owns its `run`, in its module of the library.
 
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hookrelay::Settings;
-use hookrelay_tools::{backfill, dead_letters, simulate};
+use hookrelay_tools::{backfill, dead_letters, hooks, simulate};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,10 @@ enum Command {
     /// Store the events a hook missed, read from Okta's System Log API. The API token is read
     /// from the environment variable OKTA_API_TOKEN.
     Backfill(backfill::Args),
+    /// Manage the Okta event hook through Okta's Management API: list, create, verify,
+    /// set-url, activate, deactivate, delete, rotate-secret.
+    #[command(subcommand)]
+    Hooks(hooks::Command),
 }
 
 #[tokio::main]
@@ -57,5 +62,6 @@ async fn run() -> anyhow::Result<bool> {
         Command::Simulate(args) => args.run(&settings).await,
         Command::DeadLetters(command) => command.run(&settings).await,
         Command::Backfill(args) => args.run(&settings).await,
+        Command::Hooks(command) => command.run(&settings).await,
     }
 }

@@ -7,3 +7,4 @@ mod hostile;
 mod nats_auth;
 mod operations;
 mod process;
+mod secret_file;

@@ -13,7 +13,7 @@ mod worker;
 
 pub use log::{LogFormat, LogSettings};
 pub use nats::{NatsAuth, NatsSettings, NatsTls};
-pub use okta::{OktaAccess, OktaSettings};
+pub use okta::{OktaAccess, OktaCredentials, OktaSettings};
 pub use receiver::{AuthSettings, ReceiverSettings};
 pub use reconciler::ReconcilerSettings;
 pub use worker::{ActionSettings, HttpActionSettings, SubscriberSettings, WorkerSettings};

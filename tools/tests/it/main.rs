@@ -4,6 +4,7 @@
 mod backfill;
 mod dead_letters;
 mod helpers;
+mod hooks;
 mod least_privilege;
 mod nats_auth;
 mod simulate;
