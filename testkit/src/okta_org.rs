@@ -12,6 +12,8 @@
 //!   a real GET to the hook's URL with `X-Okta-Verification-Challenge` and the hook's header,
 //!   3 s timeout, one retry; updating the channel resets the verification; only `INACTIVE`
 //!   hooks can be deleted; only `ACTIVE` and `VERIFIED` hooks get deliveries;
+//! - the System Log too, when asked ([`OktaOrg::with_system_log`]), for the API token or a
+//!   token with `okta.logs.read`;
 //! - errors in Okta's shape (`errorCode`, `errorSummary`, `errorCauses`, …) and OAuth's
 //!   (`error`, `error_description`).
 
@@ -31,6 +33,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
+use crate::system_log::{Authorize, Limits, SystemLog};
+
 /// The SSWS API token the fake accepts (an admin's: every scope).
 pub const API_TOKEN: &str = "00fake-management-api-token";
 
@@ -46,6 +50,35 @@ pub struct ServiceApp {
     /// The Okta API scopes granted to the app.
     pub scopes: Vec<String>,
 }
+
+/// A key pair made by openssl in `dir`: the private key's path (PEM, what
+/// `okta.private_key_file` takes) and the public key's PEM (what [`ServiceApp`] registers).
+/// `algorithm` is openssl's: `["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]`.
+pub fn key_pair(dir: &std::path::Path, algorithm: &[&str]) -> (String, String) {
+    let private = dir.join(format!("app-{}.pem", random()));
+    let status = std::process::Command::new("openssl")
+        .args(["genpkey", "-out"])
+        .arg(&private)
+        .args(algorithm)
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl genpkey {algorithm:?}");
+    let public = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .output()
+        .expect("openssl runs");
+    assert!(public.status.success(), "openssl pkey -pubout");
+    (
+        private.display().to_string(),
+        String::from_utf8(public.stdout).expect("PEM"),
+    )
+}
+
+/// openssl's arguments for a P-256 key.
+pub const P256: [&str; 4] = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+/// openssl's arguments for a 2048-bit RSA key.
+pub const RSA: [&str; 4] = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
 
 /// One event hook as the fake keeps it, secret included.
 #[derive(Clone, Debug)]
@@ -117,6 +150,17 @@ pub struct OktaOrg {
 
 impl OktaOrg {
     pub async fn start() -> Self {
+        Self::serve(None).await.0
+    }
+
+    /// The org, also serving its System Log (polling mode, see [`SystemLog::polling`]) to
+    /// whoever may read it: the API token, or a token with `okta.logs.read`.
+    pub async fn with_system_log(events: Vec<Value>) -> (Self, SystemLog) {
+        let (org, log) = Self::serve(Some(events)).await;
+        (org, log.expect("served"))
+    }
+
+    async fn serve(log_events: Option<Vec<Value>>) -> (Self, Option<SystemLog>) {
         let org = Arc::new(Mutex::new(Org {
             nonce: random(),
             ..Org::default()
@@ -143,8 +187,20 @@ impl OktaOrg {
                 post(lifecycle),
             )
             .with_state(fake.clone());
+        let (app, log) = match log_events {
+            Some(events) => {
+                let org = fake.clone();
+                let may_read: Authorize = Arc::new(move |method, uri, headers| {
+                    authorize(&org, method, uri, headers, "okta.logs.read").is_ok()
+                });
+                let (log, logs) =
+                    SystemLog::mounted(addr, events, Limits::default(), true, Some(may_read));
+                (app.merge(logs), Some(log))
+            }
+            None => (app, None),
+        };
         tokio::spawn(async move { axum::serve(listener, app).await });
-        fake
+        (fake, log)
     }
 
     /// `http://127.0.0.1:<port>`: `okta.org_url`.
@@ -425,12 +481,13 @@ fn url_form(body: &[u8]) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()
 }
 
-/// Whether the request may manage hooks; the error answer if not.
+/// Whether the request may do what needs `scope`; the error answer if not.
 fn authorize(
     fake: &OktaOrg,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    scope: &str,
 ) -> Result<(), Box<Response>> {
     let unauthorized = || {
         okta_error(
@@ -475,7 +532,7 @@ fn authorize(
         }
         _ => return Err(Box::new(unauthorized())),
     }
-    if !scopes.iter().any(|s| s == "okta.eventHooks.manage") {
+    if !scopes.iter().any(|s| s == scope) {
         return Err(Box::new(okta_error(
             StatusCode::FORBIDDEN,
             "E0000006",
@@ -522,7 +579,8 @@ fn invalid(body: &Value) -> Vec<&'static str> {
 
 macro_rules! authorized {
     ($fake:expr, $method:expr, $uri:expr, $headers:expr) => {
-        if let Err(answer) = authorize(&$fake, &$method, &$uri, &$headers) {
+        if let Err(answer) = authorize(&$fake, &$method, &$uri, &$headers, "okta.eventHooks.manage")
+        {
             return *answer;
         }
     };

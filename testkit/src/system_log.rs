@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -46,7 +46,12 @@ impl Request {
     }
 }
 
-struct Shared {
+/// Decides whether a request may read the System Log (the org's own token rules).
+pub(crate) type Authorize = Arc<dyn Fn(&Method, &Uri, &HeaderMap) -> bool + Send + Sync>;
+
+pub(crate) struct Shared {
+    /// Who may read: `None` takes only `SSWS` [`TOKEN`].
+    authorize: Option<Authorize>,
     events: Mutex<Vec<Value>>,
     /// Polling mode: a `next` link on every answer.
     polling: bool,
@@ -88,7 +93,21 @@ impl SystemLog {
             .await
             .expect("bind a free port");
         let addr = listener.local_addr().expect("a local address");
+        let (log, app) = Self::mounted(addr, events, limits, polling, None);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        log
+    }
+
+    /// The fake and its route, for a server at `addr` (its own, or the fake org's).
+    pub(crate) fn mounted(
+        addr: SocketAddr,
+        events: Vec<Value>,
+        limits: Limits,
+        polling: bool,
+        authorize: Option<Authorize>,
+    ) -> (Self, axum::Router) {
         let shared = Arc::new(Shared {
+            authorize,
             events: Mutex::new(events),
             polling,
             limits,
@@ -98,8 +117,7 @@ impl SystemLog {
         let app = axum::Router::new()
             .route("/api/v1/logs", get(logs))
             .with_state(shared.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        SystemLog { addr, shared }
+        (SystemLog { addr, shared }, app)
     }
 
     /// The org URL to give the backfill.
@@ -129,6 +147,8 @@ fn wanted_types(filter: &str) -> Vec<String> {
 
 async fn logs(
     State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
@@ -163,7 +183,11 @@ async fn logs(
         HeaderValue::from_str(&format!("fake-{number}")).unwrap(),
     );
 
-    if authorization.as_deref() != Some(&format!("SSWS {TOKEN}")) {
+    let authorized = match &shared.authorize {
+        Some(authorize) => authorize(&method, &uri, &headers),
+        None => authorization.as_deref() == Some(&format!("SSWS {TOKEN}")),
+    };
+    if !authorized {
         record(401);
         let body = json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided"});
         return (StatusCode::UNAUTHORIZED, out, axum::Json(body)).into_response();

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use hookrelay_testkit::okta_org::{OktaOrg, P256, ServiceApp, key_pair};
 use hookrelay_testkit::system_log::{self, Limits, SystemLog};
 use hookrelay_testkit::{
     InProcess, Process, Stack, delivery, eventually, metric, new_uuid, scrape, user_created_event,
@@ -316,4 +317,39 @@ async fn when_the_event_types_change_it_reads_the_new_ones_from_where_it_had_got
         "the new read asks for the new types: {:?}",
         last.query
     );
+}
+
+#[tokio::test]
+async fn an_api_service_app_with_dpop_reads_the_system_log_on_one_cached_token() {
+    let events = created(3);
+    let (org, log) = OktaOrg::with_system_log(events.clone()).await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let (private_key, public_key_pem) = key_pair(dir.path(), &P256);
+    org.register(ServiceApp {
+        client_id: "0oareconciler".into(),
+        key_id: "kid".into(),
+        public_key_pem,
+        dpop: true,
+        scopes: vec!["okta.logs.read".into()],
+    });
+    let url = org.url();
+    let stack = Stack::with(&[
+        ("HOOKRELAY__OKTA__ORG_URL", url.as_str()),
+        ("HOOKRELAY__OKTA__CLIENT_ID", "0oareconciler"),
+        ("HOOKRELAY__OKTA__KEY_ID", "kid"),
+        ("HOOKRELAY__OKTA__PRIVATE_KEY_FILE", private_key.as_str()),
+        ("HOOKRELAY__RECONCILER__POLL_INTERVAL", "1s"),
+    ])
+    .await;
+    let (_reconciler, _) = start(&stack).await;
+    wait_until_stored(&stack, &events).await;
+    let later = created(2);
+    log.push(later.clone());
+    let all: Vec<Value> = events.iter().chain(&later).cloned().collect();
+    wait_until_stored(&stack, &all).await;
+    assert!(log.requests().len() >= 2, "polled more than once");
+    assert!(log.requests().iter().all(|r| r.status == 200));
+    assert_eq!(org.tokens_issued(), 1, "one token for every poll");
+    let authorization = log.requests()[0].authorization.clone().unwrap_or_default();
+    assert!(authorization.starts_with("DPoP "), "{authorization}");
 }

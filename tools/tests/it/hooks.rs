@@ -1,11 +1,10 @@
 //! `hookrelayctl hooks` against a fake of Okta's event hook Management API and token endpoint
 //! (`testkit/src/okta_org.rs`), with a real receiver that Okta's verification calls.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hookrelay_testkit::okta_org::{API_TOKEN, OktaOrg, ServiceApp};
+use hookrelay_testkit::okta_org::{API_TOKEN, OktaOrg, P256, RSA, ServiceApp, key_pair};
 use hookrelay_testkit::{DEMO_SECRET, Receiver, Stack, new_uuid, user_created_event};
 use serde_json::Value;
 
@@ -166,43 +165,12 @@ async fn errors_say_what_okta_said_and_never_the_secret() {
     assert!(!run.stderr.contains("00wrong"), "{}", run.stderr);
 }
 
-/// A key pair made by openssl: the private key's path and the public key's PEM.
-fn key_pair(dir: &std::path::Path, algorithm: &[&str]) -> (String, String) {
-    let private = dir.join("app.pem");
-    let status = Command::new("openssl")
-        .args(["genpkey", "-out"])
-        .arg(&private)
-        .args(algorithm)
-        .status()
-        .expect("openssl runs");
-    assert!(status.success());
-    let public = Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&private)
-        .output()
-        .expect("openssl runs");
-    assert!(public.status.success());
-    (
-        private.display().to_string(),
-        String::from_utf8(public.stdout).expect("PEM"),
-    )
-}
-
 #[tokio::test]
 async fn a_service_app_authenticates_with_private_key_jwt_and_dpop() {
     let dir = tempfile::tempdir().expect("a directory");
-    for (algorithm, dpop) in [
-        (
-            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"][..],
-            true,
-        ),
-        (
-            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
-            false,
-        ),
-    ] {
+    for (algorithm, dpop) in [(RSA, true), (P256, false)] {
         let org = OktaOrg::start().await;
-        let (private_key, public_key_pem) = key_pair(dir.path(), algorithm);
+        let (private_key, public_key_pem) = key_pair(dir.path(), &algorithm);
         let client_id = format!("0oa{}", &new_uuid()[..17]);
         org.register(ServiceApp {
             client_id: client_id.clone(),
@@ -240,10 +208,7 @@ async fn a_service_app_authenticates_with_private_key_jwt_and_dpop() {
     }
 
     let org = OktaOrg::start().await;
-    let (private_key, public_key_pem) = key_pair(
-        dir.path(),
-        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-    );
+    let (private_key, public_key_pem) = key_pair(dir.path(), &P256);
     org.register(ServiceApp {
         client_id: "0oalogsonly".into(),
         key_id: "k".into(),
