@@ -412,8 +412,8 @@ fn random_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Writes the secret file in place (a mounted file cannot be replaced by a rename), keeping it
-/// readable by its owner only when it is new.
+/// Writes the secret file in place: a mounted file cannot be replaced by a rename. The receiver
+/// keeps its secrets if it reads a half-written file that lists none.
 fn write_secrets(file: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))
 }

@@ -67,7 +67,7 @@ pub struct AuthSettings {
     /// More accepted values.
     pub secrets: Vec<SecretString>,
     /// A file holding accepted values, one per line (a Docker or Kubernetes secret), read at
-    /// start.
+    /// start and again whenever it changes.
     pub secret_file: Option<PathBuf>,
 }
 
