@@ -9,6 +9,9 @@
 //! - `pace`: deliveries at a fixed rate, each event's `published` set to when it was sent.
 //! - `fill`: a number of events as fast as possible, to measure the worker's drain.
 //! - `drain`: watches a consumer and reports how fast it acknowledged the stream's events.
+//! - `ceiling-forward`: the least a forwarding worker can do: pull a durable consumer in
+//!   batches, POST each event with a keep-alive client at a fixed concurrency (or not at all),
+//!   ack; `drain` times it as it times the worker.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -84,6 +87,23 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         connections: usize,
     },
+    /// Pull `consumer` (durable, explicit acks, created as the worker creates its own) from
+    /// OKTA_EVENTS in batches of `batch`; at most `concurrency` at a time, POST each event to
+    /// `url` (none: no POST) and ack it. Runs until killed.
+    CeilingForward {
+        #[arg(long)]
+        nats: String,
+        #[arg(long)]
+        consumer: String,
+        #[arg(long, default_value = "okta.events.user.lifecycle.create")]
+        filter: String,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Wait until `consumer` on OKTA_EVENTS has acknowledged `events` events; print the rate.
     Drain {
         #[arg(long)]
@@ -126,6 +146,14 @@ async fn main() -> anyhow::Result<()> {
             consumer,
             events,
         } => drain(&nats, &consumer, events).await,
+        Command::CeilingForward {
+            nats,
+            consumer,
+            filter,
+            concurrency,
+            batch,
+            url,
+        } => ceiling_forward(&nats, &consumer, filter, concurrency, batch, url).await,
     }
 }
 
@@ -371,4 +399,68 @@ async fn drain(nats: &str, consumer: &str, events: u64) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn ceiling_forward(
+    nats: &str,
+    name: &str,
+    filter_subject: String,
+    concurrency: usize,
+    batch: usize,
+    url: Option<String>,
+) -> anyhow::Result<()> {
+    use async_nats::jetstream::{self, consumer::pull};
+    use futures::StreamExt as _;
+    let client = async_nats::connect(nats).await?;
+    let js = jetstream::new(client);
+    let stream = js.get_stream("OKTA_EVENTS").await?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            name,
+            pull::Config {
+                durable_name: Some(name.to_owned()),
+                filter_subject,
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_deliver: -1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
+    let http = reqwest::Client::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .messages()
+        .await?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| anyhow::anyhow!("pulling: {e}"))?;
+        let slot = slots.clone().acquire_owned().await?;
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move {
+            let delivered = match url {
+                None => true,
+                Some(url) => (http.post(url))
+                    .header("content-type", "application/json")
+                    .body(message.payload.clone())
+                    .send()
+                    .await
+                    .is_ok_and(|answer| answer.status().is_success()),
+            };
+            let settled = if delivered {
+                message.ack().await
+            } else {
+                message
+                    .ack_with(async_nats::jetstream::AckKind::Nak(None))
+                    .await
+            };
+            if let Err(e) = settled {
+                eprintln!("ack failed: {e}");
+            }
+            drop(slot);
+        });
+    }
+    Ok(())
 }

@@ -212,8 +212,9 @@ impl Worker {
                 "actions still running after the grace period; their events will be delivered again"
             );
         }
-        // Acks of finished actions were confirmed; this pushes out anything else buffered, and
-        // must not hang on a dead broker.
+        // Finished actions' acks are sent, not confirmed: this makes sure the broker has them
+        // (and anything else buffered) before the process exits, and must not hang on a dead
+        // broker.
         match tokio::time::timeout(Duration::from_secs(5), self.client.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not flush NATS at shutdown"),

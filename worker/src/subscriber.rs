@@ -265,8 +265,12 @@ impl Subscriber {
     ) -> Outcome {
         match settlement {
             Settlement::Ack => {
-                if let Err(e) = message.double_ack().await {
-                    tracing::warn!(error = %e, "ack not confirmed; the event may be handled again");
+                // Sent, not confirmed: waiting for JetStream's reply would hold the action's
+                // slot for a round trip per event. An ack lost with the connection only means
+                // the event is delivered again after ack_wait (at least once, as always); at
+                // shutdown the worker flushes before it exits.
+                if let Err(e) = message.ack().await {
+                    tracing::warn!(error = %e, "ack not sent; the event will be handled again");
                 } else {
                     tracing::debug!("event handled");
                 }
