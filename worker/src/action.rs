@@ -8,34 +8,51 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use hookrelay::event::OktaEvent;
 
-/// One stored event, handed to an action.
+/// One stored event, handed to an action. Its JSON is parsed only when an action asks for it
+/// ([`Event::okta`]): forwarding the raw bytes (`http`) or nothing (`noop`) never pays for it.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// The members actions commonly need, parsed.
-    pub okta: OktaEvent,
+    /// The event's uuid: the stored message's `Nats-Msg-Id` (a replay's `Hookrelay-Event-Uuid`),
+    /// which the receiver took from the event.
+    pub uuid: String,
+    /// Its type, such as `user.lifecycle.create`: the subject it was stored on.
+    pub event_type: String,
     /// The event exactly as Okta sent it; forward these bytes rather than re-serialising.
     pub raw: Bytes,
     /// The NATS headers the receiver set (`Hookrelay-Delivery-Id`, …).
     pub headers: HeaderMap,
     /// When JetStream stored the event: the receiver answered Okta right after.
     pub stored_at: SystemTime,
+    parsed: std::sync::OnceLock<Result<OktaEvent, String>>,
 }
 
 impl Event {
-    /// Parses a stored message. An unparsable one is a permanent failure: no retry fixes it.
-    pub fn parse(
+    pub fn new(
+        uuid: &str,
+        event_type: &str,
         raw: Bytes,
         headers: Option<HeaderMap>,
         stored_at: SystemTime,
-    ) -> Result<Self, ActionError> {
-        let okta = serde_json::from_slice(&raw)
-            .map_err(|e| ActionError::Permanent(format!("not an Okta event: {e}")))?;
-        Ok(Event {
-            okta,
+    ) -> Self {
+        Event {
+            uuid: uuid.to_owned(),
+            event_type: event_type.to_owned(),
             raw,
             headers: headers.unwrap_or_default(),
             stored_at,
-        })
+            parsed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The members actions commonly need, parsed on first use. An event that does not parse is
+    /// a permanent failure: no retry fixes it.
+    pub fn okta(&self) -> Result<&OktaEvent, ActionError> {
+        let parsed = self.parsed.get_or_init(|| {
+            serde_json::from_slice(&self.raw).map_err(|e| format!("not an Okta event: {e}"))
+        });
+        parsed
+            .as_ref()
+            .map_err(|e| ActionError::Permanent(e.clone()))
     }
 }
 
@@ -54,8 +71,7 @@ pub enum ActionError {
 /// `type` in the configuration (see the README's "Add a subscriber").
 ///
 /// An action may run more than once for the same event (after a crash, a timeout, or Okta's own
-/// duplicates beyond the dedupe window): make its effect idempotent, keyed on
-/// `event.okta.uuid`.
+/// duplicates beyond the dedupe window): make its effect idempotent, keyed on `event.uuid`.
 #[async_trait::async_trait]
 pub trait Action: Send + Sync + 'static {
     async fn handle(&self, event: &Event) -> Result<(), ActionError>;

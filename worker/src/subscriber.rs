@@ -198,11 +198,12 @@ impl Subscriber {
             "" => value("Nats-Msg-Id"),
             uuid => uuid,
         };
+        let event_type = subject::event_type_of(&message.subject).unwrap_or_default();
         let span = tracing::info_span!(
             "event",
             subscriber = %self.settings.name,
             event_uuid = %uuid,
-            event_type = subject::event_type_of(&message.subject).unwrap_or_default(),
+            event_type,
             delivery_id = %value(header::DELIVERY_ID),
             okta_request_id = %value(header::OKTA_REQUEST_ID),
             stream_sequence,
@@ -214,7 +215,8 @@ impl Subscriber {
                 Err(given_up) => Err(given_up),
                 Ok(()) => {
                     let started = std::time::Instant::now();
-                    let outcome = self.run_action(&message, stored_at).await;
+                    let ids = (uuid, event_type);
+                    let outcome = self.run_action(&message, ids, stored_at).await;
                     self.metrics
                         .action_took(&self.settings.name, started.elapsed());
                     outcome
@@ -235,9 +237,16 @@ impl Subscriber {
     async fn run_action(
         &self,
         message: &jetstream::Message,
+        (uuid, event_type): (&str, &str),
         stored_at: SystemTime,
     ) -> Result<(), ActionError> {
-        let event = Event::parse(message.payload.clone(), message.headers.clone(), stored_at)?;
+        let event = Event::new(
+            uuid,
+            event_type,
+            message.payload.clone(),
+            message.headers.clone(),
+            stored_at,
+        );
         let action = self.action.handle(&event);
         tokio::pin!(action);
         let period = self.settings.ack_wait / 2;

@@ -78,8 +78,8 @@ impl HttpPost {
         };
         let mut headers = self.headers.clone();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert("idempotency-key", value(&event.okta.uuid)?);
-        headers.insert("hookrelay-event-type", value(&event.okta.event_type)?);
+        headers.insert("idempotency-key", value(&event.uuid)?);
+        headers.insert("hookrelay-event-type", value(&event.event_type)?);
         headers.insert(
             "hookrelay-stored-at",
             value(&broker::rfc3339(event.stored_at))?,
@@ -90,8 +90,8 @@ impl HttpPost {
                 .unwrap_or_default()
                 .as_secs()
                 .to_string();
-            let signature = sign(key, &event.okta.uuid, &timestamp, &event.raw);
-            headers.insert("webhook-id", value(&event.okta.uuid)?);
+            let signature = sign(key, &event.uuid, &timestamp, &event.raw);
+            headers.insert("webhook-id", value(&event.uuid)?);
             headers.insert("webhook-timestamp", value(&timestamp)?);
             headers.insert("webhook-signature", value(&signature)?);
         }

@@ -9,10 +9,11 @@ pub struct LogEvent;
 #[async_trait::async_trait]
 impl Action for LogEvent {
     async fn handle(&self, event: &Event) -> Result<(), ActionError> {
+        let okta = event.okta()?;
         tracing::info!(
-            uuid = %event.okta.uuid,
-            event_type = %event.okta.event_type,
-            display_message = event.okta.display_message.as_deref().unwrap_or(""),
+            uuid = %okta.uuid,
+            event_type = %okta.event_type,
+            display_message = okta.display_message.as_deref().unwrap_or(""),
             "event received"
         );
         Ok(())

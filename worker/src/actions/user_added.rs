@@ -15,7 +15,7 @@ pub struct UserAdded;
 #[async_trait::async_trait]
 impl Action for UserAdded {
     async fn handle(&self, event: &Event) -> Result<(), ActionError> {
-        for login in added_users(&event.okta)? {
+        for login in added_users(event.okta()?)? {
             tracing::info!("The user {login} has been added to the Okta org!");
         }
         Ok(())
