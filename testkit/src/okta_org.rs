@@ -620,6 +620,17 @@ fn validation_failed(causes: &[&str]) -> Response {
     )
 }
 
+/// A hook body that Okta would take, or its validation error.
+fn valid_hook(body: &[u8]) -> Result<Value, Box<Response>> {
+    let body: Value = serde_json::from_slice(body).unwrap_or_default();
+    let causes = invalid(&body);
+    if causes.is_empty() {
+        Ok(body)
+    } else {
+        Err(Box::new(validation_failed(&causes)))
+    }
+}
+
 async fn create(
     State(fake): State<OktaOrg>,
     method: Method,
@@ -628,11 +639,10 @@ async fn create(
     body: Bytes,
 ) -> Response {
     authorized!(fake, method, uri, headers);
-    let body: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let causes = invalid(&body);
-    if !causes.is_empty() {
-        return validation_failed(&causes);
-    }
+    let body = match valid_hook(&body) {
+        Ok(body) => body,
+        Err(answer) => return *answer,
+    };
     let mut org = fake.org.lock().unwrap();
     org.next_id += 1;
     let hook = Hook {
@@ -656,11 +666,10 @@ async fn update(
     body: Bytes,
 ) -> Response {
     authorized!(fake, method, uri, headers);
-    let body: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let causes = invalid(&body);
-    if !causes.is_empty() {
-        return validation_failed(&causes);
-    }
+    let body = match valid_hook(&body) {
+        Ok(body) => body,
+        Err(answer) => return *answer,
+    };
     let mut org = fake.org.lock().unwrap();
     let Some(hook) = org.hooks.iter_mut().find(|h| h.id == id) else {
         return not_found(&id);
