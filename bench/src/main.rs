@@ -226,7 +226,10 @@ async fn sink(listen: SocketAddr, delay: Duration) -> anyhow::Result<()> {
                         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
                         state.latencies.lock().expect("not poisoned").push(micros);
                     }
-                    tokio::time::sleep(state.delay).await;
+                    // A zero sleep still waits for the timer's next millisecond tick.
+                    if !state.delay.is_zero() {
+                        tokio::time::sleep(state.delay).await;
+                    }
                     StatusCode::OK
                 },
             ),
@@ -410,7 +413,6 @@ async fn ceiling_forward(
     url: Option<String>,
 ) -> anyhow::Result<()> {
     use async_nats::jetstream::{self, consumer::pull};
-    use futures::StreamExt as _;
     let client = async_nats::connect(nats).await?;
     let js = jetstream::new(client);
     let stream = js.get_stream("OKTA_EVENTS").await?;
@@ -428,6 +430,19 @@ async fn ceiling_forward(
         )
         .await
         .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
+    // On a runtime thread, as a worker's loop: `main`'s own thread is outside the runtime's
+    // pool, so every hand-over between it and the tasks it spawns would wake another thread
+    // (at concurrency 1 that halves the rate).
+    tokio::spawn(forward_all(consumer, concurrency, batch, url)).await?
+}
+
+async fn forward_all(
+    consumer: async_nats::jetstream::consumer::PullConsumer,
+    concurrency: usize,
+    batch: usize,
+    url: Option<String>,
+) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
     let http = reqwest::Client::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut messages = consumer

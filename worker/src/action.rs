@@ -28,15 +28,15 @@ pub struct Event {
 
 impl Event {
     pub fn new(
-        uuid: &str,
-        event_type: &str,
+        uuid: String,
+        event_type: String,
         raw: Bytes,
         headers: Option<HeaderMap>,
         stored_at: SystemTime,
     ) -> Self {
         Event {
-            uuid: uuid.to_owned(),
-            event_type: event_type.to_owned(),
+            uuid,
+            event_type,
             raw,
             headers: headers.unwrap_or_default(),
             stored_at,

@@ -105,35 +105,25 @@ impl Metrics {
         hookrelay::admin::encode(&self.registry)
     }
 
-    pub(crate) fn handled(&self, subscriber: &str, outcome: Outcome) {
-        let outcome = match outcome {
-            Outcome::Ok => "ok",
-            Outcome::Retried => "retried",
-            Outcome::DeadLettered => "dead_lettered",
+    /// One subscriber's metrics, looked up once: counting an event then takes no label
+    /// lookup or allocation.
+    pub(crate) fn subscriber(&self, subscriber: &str) -> SubscriberMetrics {
+        let labels = SubscriberLabels {
+            subscriber: subscriber.to_owned(),
         };
-        self.handled
-            .get_or_create(&OutcomeLabels {
+        let handled = |outcome| {
+            self.handled.get_or_create_owned(&OutcomeLabels {
                 subscriber: subscriber.to_owned(),
                 outcome,
             })
-            .inc();
-    }
-
-    pub(crate) fn action_took(&self, subscriber: &str, took: Duration) {
-        self.action_duration
-            .get_or_create(&SubscriberLabels {
-                subscriber: subscriber.to_owned(),
-            })
-            .observe(took.as_secs_f64());
-    }
-
-    /// Counts an action as running until the guard is dropped.
-    pub(crate) fn in_flight(&self, subscriber: &str) -> InFlight {
-        let gauge = self.in_flight.get_or_create_owned(&SubscriberLabels {
-            subscriber: subscriber.to_owned(),
-        });
-        gauge.inc();
-        InFlight(gauge)
+        };
+        SubscriberMetrics {
+            ok: handled("ok"),
+            retried: handled("retried"),
+            dead_lettered: handled("dead_lettered"),
+            action_duration: self.action_duration.get_or_create_owned(&labels),
+            in_flight: self.in_flight.get_or_create_owned(&labels),
+        }
     }
 
     pub(crate) fn consumer_lag(
@@ -156,10 +146,41 @@ impl Metrics {
     }
 }
 
-/// An action counted in `actions_in_flight` while this lives.
-pub(crate) struct InFlight(Gauge);
+/// The metrics of one subscriber's events.
+#[derive(Clone)]
+pub(crate) struct SubscriberMetrics {
+    ok: Counter,
+    retried: Counter,
+    dead_lettered: Counter,
+    action_duration: Histogram,
+    in_flight: Gauge,
+}
 
-impl Drop for InFlight {
+impl SubscriberMetrics {
+    pub(crate) fn handled(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Ok => &self.ok,
+            Outcome::Retried => &self.retried,
+            Outcome::DeadLettered => &self.dead_lettered,
+        }
+        .inc();
+    }
+
+    pub(crate) fn action_took(&self, took: Duration) {
+        self.action_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts an action as running until the guard is dropped.
+    pub(crate) fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+}
+
+/// An action counted in `actions_in_flight` while this lives.
+pub(crate) struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }

@@ -70,6 +70,7 @@ mod tests {
             max_deliver: 3,
             backoff: vec![Duration::from_secs(1), Duration::from_secs(5)],
             concurrency: 1,
+            read_ahead: 1,
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! | action result                          | what happens                                   |
 //! |----------------------------------------|------------------------------------------------|
-//! | `Ok`                                   | ack (confirmed by the server)                  |
+//! | `Ok`                                   | ack (sent; flushed at shutdown)                |
 //! | `Transient`, attempts left             | nak with the backoff delay: retried later      |
 //! | `Permanent`, or no attempts left       | dead letter stored, then the original is termed |
 //! | dead letter not stored                 | nak with the backoff delay: tried again later  |
@@ -13,21 +13,41 @@
 //! dead-lettered without running the action. So no event is ever stranded in the stream
 //! unseen, which a server-side limit would do to the event whose last attempt crashed.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::task::Poll;
+use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use async_nats::jetstream::consumer::{PullConsumer, pull::Batch};
+use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use hookrelay::config::SubscriberSettings;
 use hookrelay::subject::{self, header};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::action::{Action, ActionError, Event};
 use crate::dead_letter::DeadLetter;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{Metrics, Outcome, SubscriberMetrics};
+
+/// How long one pull waits at the server for events before it expires and is made again. It
+/// also bounds how long a pull lost with a restarted broker goes unnoticed: this plus the
+/// client's 5 s of slack.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// The next event of the open pull.
+async fn next_of(
+    pull: &mut Option<Batch>,
+) -> Option<Result<jetstream::Message, async_nats::Error>> {
+    match pull {
+        Some(batch) => batch.next().await,
+        None => std::future::pending().await,
+    }
+}
 use crate::settle::{self, Settlement};
 
 /// One configured subscriber with its action.
@@ -36,7 +56,7 @@ pub struct Subscriber {
     action: Arc<dyn Action>,
     js: jetstream::Context,
     permits: Arc<Semaphore>,
-    metrics: Arc<Metrics>,
+    metrics: SubscriberMetrics,
 }
 
 impl Subscriber {
@@ -47,6 +67,7 @@ impl Subscriber {
         metrics: Arc<Metrics>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(settings.concurrency));
+        let metrics = metrics.subscriber(&settings.name);
         Subscriber {
             settings,
             action,
@@ -99,90 +120,105 @@ impl Subscriber {
     }
 
     /// Pulls from `consumer` until `shutdown`, handing each event to the action on `tracker`
-    /// once one of the subscriber's `concurrency` slots is free. A slot is taken only when an
-    /// event is there: a consumer with nothing to deliver (most often the replay consumer)
-    /// holds none, so it never starves the subscriber's other consumers.
+    /// once one of the subscriber's `concurrency` slots is free.
+    ///
+    /// Up to `read_ahead` events are pulled ahead of a free slot, so a slot never waits on a
+    /// broker round trip; while they wait they are kept from redelivery with an in-progress ack
+    /// every half `ack_wait`. A pull asks only for what fits (and only once half the read-ahead
+    /// is free, so pulls stay few and full), which keeps every pulled event in the waiting
+    /// queue rather than unannounced in the client's buffer, where its `ack_wait` would run
+    /// out. A slot is taken only when an event is there: a consumer with nothing to deliver
+    /// (most often the replay consumer) holds none, so it never starves the subscriber's other
+    /// consumers.
     pub async fn consume(
         self: Arc<Self>,
         consumer: PullConsumer,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) {
-        let batch = self.settings.concurrency.max(1);
-        while !shutdown.is_cancelled() {
-            let messages = consumer
-                .stream()
-                .max_messages_per_batch(batch)
-                .heartbeat(Duration::from_secs(2))
-                .messages()
-                .await;
-            let mut messages = match messages {
-                Ok(messages) => messages,
-                Err(e) => {
-                    tracing::warn!(subscriber = self.name(), error = %e, "cannot pull; retrying in 1s");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
-            loop {
-                let next = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    next = messages.next() => next,
+        let read_ahead = self.settings.read_ahead.max(1);
+        let mut waiting: VecDeque<jetstream::Message> = VecDeque::with_capacity(read_ahead);
+        let mut pull: Option<Batch> = None;
+        let period = self.settings.ack_wait / 2;
+        let mut keepalive = tokio::time::interval_at(Instant::now() + period, period);
+        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            while !waiting.is_empty() {
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                    break;
                 };
-                match next {
-                    Some(Ok(message)) => {
-                        let Some(permit) = self.slot_for(&message, &shutdown).await else {
-                            // Not started: let another worker have it now.
-                            self.nak(&message, Duration::ZERO).await;
-                            return;
-                        };
-                        let this = self.clone();
-                        tracker.spawn(async move {
-                            this.process(message).await;
-                            drop(permit);
-                        });
+                self.start(waiting.pop_front(), permit, &tracker);
+            }
+            let free = read_ahead - waiting.len();
+            if pull.is_none() && free >= read_ahead.div_ceil(2) {
+                let request = consumer
+                    .batch()
+                    .max_messages(free)
+                    .expires(PULL_EXPIRES)
+                    .messages();
+                match request.await {
+                    Ok(batch) => pull = Some(batch),
+                    Err(e) => {
+                        tracing::warn!(subscriber = self.name(), error = %e, "cannot pull; retrying in 1s");
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
                     }
-                    Some(Err(e)) => {
-                        // Missed heartbeats mean the pull went nowhere, for example to a
-                        // consumer leader that died in a cluster: start a fresh pull.
-                        tracing::warn!(subscriber = self.name(), error = %e, "pulling events failed; pulling afresh");
-                        break;
-                    }
-                    None => break,
                 }
             }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                permit = self.permits.clone().acquire_owned(), if !waiting.is_empty() => {
+                    let permit = permit.expect("the semaphore is never closed");
+                    self.start(waiting.pop_front(), permit, &tracker);
+                }
+                next = next_of(&mut pull), if pull.is_some() => match next {
+                    Some(Ok(message)) => waiting.push_back(message),
+                    Some(Err(e)) => {
+                        // A pull the server ended early (a consumer leader that changed in a
+                        // cluster, say): make a fresh one.
+                        tracing::warn!(subscriber = self.name(), error = %e, "pulling events failed; pulling afresh");
+                        pull = None;
+                    }
+                    // Fulfilled or expired.
+                    None => pull = None,
+                },
+                _ = keepalive.tick(), if !waiting.is_empty() => {
+                    for message in &waiting {
+                        if let Err(e) = message.ack_with(AckKind::Progress).await {
+                            tracing::warn!(error = %e, "could not extend the ack deadline of a waiting event");
+                        }
+                    }
+                }
+            }
+        }
+        // Not started: let another worker have them now.
+        for message in waiting {
+            self.nak(&message, Duration::ZERO).await;
         }
     }
 
-    /// Waits for a free action slot for `message`, telling JetStream the message is in
-    /// progress every half `ack_wait` meanwhile (so it is not delivered again while it waits).
-    /// `None` on shutdown.
-    async fn slot_for(
-        &self,
-        message: &jetstream::Message,
-        shutdown: &CancellationToken,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let period = self.settings.ack_wait / 2;
-        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return None,
-                permit = self.permits.clone().acquire_owned() => {
-                    return Some(permit.expect("the semaphore is never closed"));
-                }
-                _ = keepalive.tick() => {
-                    if let Err(e) = message.ack_with(AckKind::Progress).await {
-                        tracing::warn!(error = %e, "could not extend the ack deadline of a waiting event");
-                    }
-                }
-            }
-        }
+    /// Runs `message` on `tracker`, holding `permit` until it is settled.
+    fn start(
+        self: &Arc<Self>,
+        message: Option<jetstream::Message>,
+        permit: OwnedSemaphorePermit,
+        tracker: &TaskTracker,
+    ) {
+        let Some(message) = message else { return };
+        let this = self.clone();
+        // Boxed: spawning moves the task's future, and an event's is a few kilobytes.
+        let fut = Box::pin(async move {
+            this.process(message).await;
+            drop(permit);
+        });
+        tracker.spawn(fut);
     }
 
     /// Runs the action on one message and settles it: ack, retry later, or dead-letter.
-    pub async fn process(&self, message: jetstream::Message) {
+    pub async fn process(&self, mut message: jetstream::Message) {
         let (stream_sequence, delivered, stored_at) = match message.info() {
             Ok(info) => (info.stream_sequence, info.delivered, info.published.into()),
             Err(e) => {
@@ -190,8 +226,14 @@ impl Subscriber {
                 return;
             }
         };
-        let headers = message.headers.as_ref();
-        let value = |name: &str| headers.and_then(|h| h.get(name)).map_or("", |v| v.as_str());
+        // The event takes the message's headers rather than a copy; the message keeps what
+        // an ack needs, its reply subject.
+        let headers = message.message.headers.take();
+        let value = |name: &str| {
+            (headers.as_ref())
+                .and_then(|h| h.get(name))
+                .map_or("", |v| v.as_str())
+        };
         // A replayed dead letter names its event in its own header; its message id is the
         // replay's.
         let uuid = match value(header::EVENT_UUID) {
@@ -209,24 +251,29 @@ impl Subscriber {
             stream_sequence,
             attempt = delivered,
         );
-        let _in_flight = self.metrics.in_flight(&self.settings.name);
+        let event = Event::new(
+            uuid.to_owned(),
+            event_type.to_owned(),
+            message.payload.clone(),
+            headers,
+            stored_at,
+        );
+        let _in_flight = self.metrics.in_flight();
         async {
             let outcome = match settle::may_run(&self.settings, delivered) {
                 Err(given_up) => Err(given_up),
                 Ok(()) => {
                     let started = std::time::Instant::now();
-                    let ids = (uuid, event_type);
-                    let outcome = self.run_action(&message, ids, stored_at).await;
-                    self.metrics
-                        .action_took(&self.settings.name, started.elapsed());
+                    let outcome = self.run_action(&message, &event).await;
+                    self.metrics.action_took(started.elapsed());
                     outcome
                 }
             };
             let settlement = settle::settle(&self.settings, delivered, outcome);
             let settled = self
-                .carry_out(&message, stream_sequence, delivered, settlement)
+                .carry_out(&message, &event, (stream_sequence, delivered), settlement)
                 .await;
-            self.metrics.handled(&self.settings.name, settled);
+            self.metrics.handled(settled);
         }
         .instrument(span)
         .await;
@@ -237,20 +284,24 @@ impl Subscriber {
     async fn run_action(
         &self,
         message: &jetstream::Message,
-        (uuid, event_type): (&str, &str),
-        stored_at: SystemTime,
+        event: &Event,
     ) -> Result<(), ActionError> {
-        let event = Event::new(
-            uuid,
-            event_type,
-            message.payload.clone(),
-            message.headers.clone(),
-            stored_at,
-        );
-        let action = self.action.handle(&event);
-        tokio::pin!(action);
+        let mut action = self.action.handle(event);
+        // Most actions that finish at once (`noop`, a log line) need no timer.
+        if let Poll::Ready(result) = futures::poll!(action.as_mut()) {
+            return result;
+        }
+        Box::pin(self.keep_alive_while(message, action)).await
+    }
+
+    /// Awaits a running action, with an in-progress ack every half `ack_wait`.
+    async fn keep_alive_while(
+        &self,
+        message: &jetstream::Message,
+        mut action: Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send + '_>>,
+    ) -> Result<(), ActionError> {
         let period = self.settings.ack_wait / 2;
-        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut keepalive = tokio::time::interval_at(Instant::now() + period, period);
         loop {
             tokio::select! {
                 result = &mut action => return result,
@@ -268,23 +319,27 @@ impl Subscriber {
     async fn carry_out(
         &self,
         message: &jetstream::Message,
-        stream_sequence: u64,
-        delivered: i64,
+        event: &Event,
+        ids: (u64, i64),
         settlement: Settlement,
     ) -> Outcome {
         match settlement {
-            Settlement::Ack => {
-                // Sent, not confirmed: waiting for JetStream's reply would hold the action's
-                // slot for a round trip per event. An ack lost with the connection only means
-                // the event is delivered again after ack_wait (at least once, as always); at
-                // shutdown the worker flushes before it exits.
-                if let Err(e) = message.ack().await {
-                    tracing::warn!(error = %e, "ack not sent; the event will be handled again");
-                } else {
-                    tracing::debug!("event handled");
-                }
-                Outcome::Ok
-            }
+            Settlement::Ack => self.ack(message).await,
+            // Boxed: the rare paths' futures would otherwise make every event's task larger.
+            failed => Box::pin(self.carry_out_failure(message, event, ids, failed)).await,
+        }
+    }
+
+    /// Carries out a retry or a dead letter (or an ack, which `carry_out` does itself).
+    async fn carry_out_failure(
+        &self,
+        message: &jetstream::Message,
+        event: &Event,
+        (stream_sequence, delivered): (u64, i64),
+        settlement: Settlement,
+    ) -> Outcome {
+        match settlement {
+            Settlement::Ack => self.ack(message).await,
             Settlement::Retry { reason, after } => {
                 tracing::warn!(error = %reason, retry_in = ?after, "action failed; retrying later");
                 self.nak(message, after).await;
@@ -297,7 +352,8 @@ impl Subscriber {
                 tracing::error!(error = %reason, "action failed for good; dead-lettering the event");
                 let dead_letter = DeadLetter {
                     subscriber: &self.settings.name,
-                    message,
+                    subject: &message.subject,
+                    event,
                     stream_sequence,
                     delivered,
                     error: &reason,
@@ -317,6 +373,19 @@ impl Subscriber {
                 }
             }
         }
+    }
+
+    async fn ack(&self, message: &jetstream::Message) -> Outcome {
+        // Sent, not confirmed: waiting for JetStream's reply would hold the action's
+        // slot for a round trip per event. An ack lost with the connection only means
+        // the event is delivered again after ack_wait (at least once, as always); at
+        // shutdown the worker flushes before it exits.
+        if let Err(e) = message.ack().await {
+            tracing::warn!(error = %e, "ack not sent; the event will be handled again");
+        } else {
+            tracing::debug!("event handled");
+        }
+        Outcome::Ok
     }
 
     async fn nak(&self, message: &jetstream::Message, delay: Duration) {

@@ -55,6 +55,12 @@ pub struct SubscriberSettings {
     /// How many actions of this subscriber run at once in one worker process.
     #[serde(default = "defaults::concurrency")]
     pub concurrency: usize,
+    /// How many events each of the subscriber's consumers pulls ahead of a free action slot, so
+    /// a slot never waits on a broker round trip. Waiting events are kept from redelivery with
+    /// in-progress acks. Lower it when several workers share a subscriber whose actions are
+    /// slow, so one worker does not hold events another could run now.
+    #[serde(default = "defaults::read_ahead")]
+    pub read_ahead: usize,
 }
 
 /// A list of durations written as `["1s", "5s"]`.
@@ -81,6 +87,9 @@ mod defaults {
     pub fn concurrency() -> usize {
         16
     }
+    pub fn read_ahead() -> usize {
+        256
+    }
     pub fn http_timeout() -> Duration {
         Duration::from_secs(10)
     }
@@ -97,6 +106,7 @@ impl SubscriberSettings {
             max_deliver: defaults::max_deliver(),
             backoff: defaults::backoff(),
             concurrency: defaults::concurrency(),
+            read_ahead: defaults::read_ahead(),
         }
     }
 
@@ -259,6 +269,12 @@ impl SubscriberSettings {
         if self.concurrency == 0 {
             return Err(ConfigError::invalid(
                 key("concurrency"),
+                "must be at least 1",
+            ));
+        }
+        if self.read_ahead == 0 {
+            return Err(ConfigError::invalid(
+                key("read_ahead"),
                 "must be at least 1",
             ));
         }

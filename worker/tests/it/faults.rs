@@ -141,6 +141,43 @@ async fn a_long_action_keeps_its_event_and_runs_once() {
 }
 
 #[tokio::test]
+async fn events_pulled_ahead_of_a_free_slot_are_not_delivered_again_while_they_wait() {
+    let stack = Stack::start().await;
+    // One slot, and each request takes 0.7 × ack_wait: the worker pulls all four events at
+    // once, and the last waits 2.1 s, twice its ack_wait, before it starts.
+    let downstream =
+        Downstream::start(|_, _| Reply::status(200).after(Duration::from_millis(700))).await;
+    let (_dir, config) =
+        http_subscriber_config(&downstream.url, "ack_wait = \"1s\"\nconcurrency = 1");
+    let receiver = stack.receiver().await;
+    let uuids: Vec<String> = (0..4).map(|_| new_uuid()).collect();
+    let events = (uuids.iter().enumerate())
+        .map(|(i, uuid)| user_created_event(uuid, &format!("waiting{i}@example.com")))
+        .collect();
+    receiver.deliver(&delivery(&new_uuid(), events)).await;
+    let _worker = start_worker_with(&stack, &config).await;
+
+    downstream.wait_until(PATIENCE, |r| r.len() >= 4).await;
+    stack.wait_until_settled(CRM_SYNC_CONSUMER).await;
+    let info = (stack.events_stream().await)
+        .consumer_info(CRM_SYNC_CONSUMER)
+        .await
+        .expect("consumer info");
+    // The consumer's sequence counts redeliveries too.
+    assert_eq!(
+        info.delivered.consumer_sequence, 4,
+        "each event delivered once"
+    );
+    for uuid in &uuids {
+        assert_eq!(
+            downstream.requests_for(uuid).len(),
+            1,
+            "{uuid} forwarded once"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_worker_killed_mid_action_gets_the_event_again_after_restart() {
     let stack = Stack::start().await;
     // The first attempt hangs (the worker dies during it); later ones succeed.
