@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{PullConsumer, pull::Batch};
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use hookrelay::config::SubscriberSettings;
 use hookrelay::subject::{self, header};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -174,17 +174,24 @@ impl Subscriber {
                     let permit = permit.expect("the semaphore is never closed");
                     self.start(waiting.pop_front(), permit, &tracker);
                 }
-                next = next_of(&mut pull), if pull.is_some() => match next {
-                    Some(Ok(message)) => waiting.push_back(message),
-                    Some(Err(e)) => {
-                        // A pull the server ended early (a consumer leader that changed in a
-                        // cluster, say): make a fresh one.
-                        tracing::warn!(subscriber = self.name(), error = %e, "pulling events failed; pulling afresh");
-                        pull = None;
+                next = next_of(&mut pull), if pull.is_some() => {
+                    // Take every event already here, not one per turn of the loop.
+                    let mut next = Some(next);
+                    while let Some(item) = next {
+                        match item {
+                            Some(Ok(message)) => waiting.push_back(message),
+                            Some(Err(e)) => {
+                                // A pull the server ended early (a consumer leader that
+                                // changed in a cluster, say): make a fresh one.
+                                tracing::warn!(subscriber = self.name(), error = %e, "pulling events failed; pulling afresh");
+                                pull = None;
+                            }
+                            // Fulfilled or expired.
+                            None => pull = None,
+                        }
+                        next = pull.as_mut().and_then(|batch| batch.next().now_or_never());
                     }
-                    // Fulfilled or expired.
-                    None => pull = None,
-                },
+                }
                 _ = keepalive.tick(), if !waiting.is_empty() => {
                     for message in &waiting {
                         if let Err(e) = message.ack_with(AckKind::Progress).await {
