@@ -25,6 +25,14 @@ use crate::action::{Action, ActionError, Event};
 /// How much of an error answer's body is kept in the failure reason.
 const MAX_ERROR_BODY: usize = 200;
 
+// Names made at compile time: a name given as a string is parsed again for every request.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const EVENT_TYPE: HeaderName = HeaderName::from_static("hookrelay-event-type");
+const STORED_AT: HeaderName = HeaderName::from_static("hookrelay-stored-at");
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+
 /// POSTs each event to one URL.
 pub struct HttpPost {
     client: reqwest::Client,
@@ -50,6 +58,7 @@ impl HttpPost {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let signing_key = settings
             .signing_key()
             .transpose()
@@ -76,14 +85,11 @@ impl HttpPost {
                 ActionError::Permanent(format!("{text:?} cannot be sent as a header value"))
             })
         };
+        // The configured headers and the content type, made once.
         let mut headers = self.headers.clone();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert("idempotency-key", value(&event.uuid)?);
-        headers.insert("hookrelay-event-type", value(&event.event_type)?);
-        headers.insert(
-            "hookrelay-stored-at",
-            value(&broker::rfc3339(event.stored_at))?,
-        );
+        headers.insert(IDEMPOTENCY_KEY, value(&event.uuid)?);
+        headers.insert(EVENT_TYPE, value(&event.event_type)?);
+        headers.insert(STORED_AT, value(&broker::rfc3339(event.stored_at))?);
         if let Some(key) = &self.signing_key {
             let timestamp = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -91,9 +97,9 @@ impl HttpPost {
                 .as_secs()
                 .to_string();
             let signature = sign(key, &event.uuid, &timestamp, &event.raw);
-            headers.insert("webhook-id", value(&event.uuid)?);
-            headers.insert("webhook-timestamp", value(&timestamp)?);
-            headers.insert("webhook-signature", value(&signature)?);
+            headers.insert(WEBHOOK_ID, value(&event.uuid)?);
+            headers.insert(WEBHOOK_TIMESTAMP, value(&timestamp)?);
+            headers.insert(WEBHOOK_SIGNATURE, value(&signature)?);
         }
         Ok(headers)
     }
