@@ -23,7 +23,8 @@ pub struct Event {
     pub headers: HeaderMap,
     /// When JetStream stored the event: the receiver answered Okta right after.
     pub stored_at: SystemTime,
-    parsed: std::sync::OnceLock<Result<OktaEvent, String>>,
+    // Boxed: most events are never parsed, and every event's task carries this.
+    parsed: std::sync::OnceLock<Result<Box<OktaEvent>, String>>,
 }
 
 impl Event {
@@ -48,11 +49,14 @@ impl Event {
     /// a permanent failure: no retry fixes it.
     pub fn okta(&self) -> Result<&OktaEvent, ActionError> {
         let parsed = self.parsed.get_or_init(|| {
-            serde_json::from_slice(&self.raw).map_err(|e| format!("not an Okta event: {e}"))
+            serde_json::from_slice(&self.raw)
+                .map(Box::new)
+                .map_err(|e| format!("not an Okta event: {e}"))
         });
-        parsed
-            .as_ref()
-            .map_err(|e| ActionError::Permanent(e.clone()))
+        match parsed {
+            Ok(event) => Ok(event),
+            Err(e) => Err(ActionError::Permanent(e.clone())),
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use hookrelay::config::SubscriberSettings;
 use hookrelay::subject::{self, header};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, PollSemaphore};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -142,6 +142,12 @@ impl Subscriber {
         let period = self.settings.ack_wait / 2;
         let mut keepalive = tokio::time::interval_at(Instant::now() + period, period);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Keeps its place in the semaphore's queue between turns of the loop, which waiting
+        // afresh on each turn would lose (and pay a lock to join and leave).
+        let mut slots = PollSemaphore::new(self.permits.clone());
+        // Made once: a fresh one on each turn would join and leave the token's waiters.
+        let stopping = shutdown.cancelled();
+        tokio::pin!(stopping);
         loop {
             while !waiting.is_empty() {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
@@ -161,7 +167,7 @@ impl Subscriber {
                     Err(e) => {
                         tracing::warn!(subscriber = self.name(), error = %e, "cannot pull; retrying in 1s");
                         tokio::select! {
-                            () = shutdown.cancelled() => break,
+                            () = &mut stopping => break,
                             () = tokio::time::sleep(Duration::from_secs(1)) => continue,
                         }
                     }
@@ -169,8 +175,8 @@ impl Subscriber {
             }
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break,
-                permit = self.permits.clone().acquire_owned(), if !waiting.is_empty() => {
+                () = &mut stopping => break,
+                permit = std::future::poll_fn(|cx| slots.poll_acquire(cx)), if !waiting.is_empty() => {
                     let permit = permit.expect("the semaphore is never closed");
                     self.start(waiting.pop_front(), permit, &tracker);
                 }
@@ -236,16 +242,24 @@ impl Subscriber {
         // The event takes the message's headers rather than a copy; the message keeps what
         // an ack needs, its reply subject.
         let headers = message.message.headers.take();
-        let value = |name: &str| {
-            (headers.as_ref())
-                .and_then(|h| h.get(name))
-                .map_or("", |v| v.as_str())
-        };
+        // One pass over the headers rather than a lookup (a parse and a hash) per name.
+        let (mut message_id, mut replayed, mut delivery_id, mut okta_request_id) = ("", "", "", "");
+        for (name, values) in headers.iter().flat_map(|h| h.iter()) {
+            let value = values.first().map_or("", |v| v.as_str());
+            match name.as_ref() {
+                "Nats-Msg-Id" => message_id = value,
+                header::EVENT_UUID => replayed = value,
+                header::DELIVERY_ID => delivery_id = value,
+                header::OKTA_REQUEST_ID => okta_request_id = value,
+                _ => {}
+            }
+        }
         // A replayed dead letter names its event in its own header; its message id is the
         // replay's.
-        let uuid = match value(header::EVENT_UUID) {
-            "" => value("Nats-Msg-Id"),
-            uuid => uuid,
+        let uuid = if replayed.is_empty() {
+            message_id
+        } else {
+            replayed
         };
         let event_type = subject::event_type_of(&message.subject).unwrap_or_default();
         let span = tracing::info_span!(
@@ -253,8 +267,8 @@ impl Subscriber {
             subscriber = %self.settings.name,
             event_uuid = %uuid,
             event_type,
-            delivery_id = %value(header::DELIVERY_ID),
-            okta_request_id = %value(header::OKTA_REQUEST_ID),
+            delivery_id,
+            okta_request_id,
             stream_sequence,
             attempt = delivered,
         );
