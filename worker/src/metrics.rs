@@ -147,7 +147,6 @@ impl Metrics {
 }
 
 /// The metrics of one subscriber's events.
-#[derive(Clone)]
 pub(crate) struct SubscriberMetrics {
     ok: Counter,
     retried: Counter,

@@ -33,6 +33,7 @@ use tracing::Instrument;
 use crate::action::{Action, ActionError, Event};
 use crate::dead_letter::DeadLetter;
 use crate::metrics::{Metrics, Outcome, SubscriberMetrics};
+use crate::settle::{self, Settlement};
 
 /// How long one pull waits at the server for events before it expires and is made again. It
 /// also bounds how long a pull lost with a restarted broker goes unnoticed: this plus the
@@ -48,7 +49,6 @@ async fn next_of(
         None => std::future::pending().await,
     }
 }
-use crate::settle::{self, Settlement};
 
 /// One configured subscriber with its action.
 pub struct Subscriber {
@@ -176,6 +176,14 @@ impl Subscriber {
             tokio::select! {
                 biased;
                 () = &mut stopping => break,
+                // Before the others, so that no stream of arrivals can put it off.
+                _ = keepalive.tick(), if !waiting.is_empty() => {
+                    for message in &waiting {
+                        if let Err(e) = message.ack_with(AckKind::Progress).await {
+                            tracing::warn!(error = %e, "could not extend the ack deadline of a waiting event");
+                        }
+                    }
+                }
                 permit = std::future::poll_fn(|cx| slots.poll_acquire(cx)), if !waiting.is_empty() => {
                     let permit = permit.expect("the semaphore is never closed");
                     self.start(waiting.pop_front(), permit, &tracker);
@@ -196,13 +204,6 @@ impl Subscriber {
                             None => pull = None,
                         }
                         next = pull.as_mut().and_then(|batch| batch.next().now_or_never());
-                    }
-                }
-                _ = keepalive.tick(), if !waiting.is_empty() => {
-                    for message in &waiting {
-                        if let Err(e) = message.ack_with(AckKind::Progress).await {
-                            tracing::warn!(error = %e, "could not extend the ack deadline of a waiting event");
-                        }
                     }
                 }
             }
