@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{PullConsumer, pull::Batch};
@@ -39,6 +39,29 @@ use crate::settle::{self, Settlement};
 /// also bounds how long a pull lost with a restarted broker goes unnoticed: this plus the
 /// client's 5 s of slack.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// Whether to run an event's first steps in the consume loop: kept while the action finishes
+/// there (`noop`, `log`), dropped once it has to wait (`http`: its steps then run on the
+/// loop's thread for nothing), tried again every 256th event.
+#[derive(Default)]
+struct AtOnce {
+    waits: bool,
+    skipped: u8,
+}
+
+impl AtOnce {
+    fn worth_trying(&mut self) -> bool {
+        if !self.waits {
+            return true;
+        }
+        self.skipped = self.skipped.wrapping_add(1);
+        self.skipped == 0
+    }
+
+    fn finished(&mut self, finished: bool) {
+        self.waits = !finished;
+    }
+}
 
 /// The next event of the open pull.
 async fn next_of(
@@ -145,6 +168,7 @@ impl Subscriber {
         // Keeps its place in the semaphore's queue between turns of the loop, which waiting
         // afresh on each turn would lose (and pay a lock to join and leave).
         let mut slots = PollSemaphore::new(self.permits.clone());
+        let mut at_once = AtOnce::default();
         // Made once: a fresh one on each turn would join and leave the token's waiters.
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
@@ -153,7 +177,7 @@ impl Subscriber {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                     break;
                 };
-                self.start(waiting.pop_front(), permit, &tracker);
+                self.start(waiting.pop_front(), permit, &tracker, &mut at_once);
             }
             let free = read_ahead - waiting.len();
             if pull.is_none() && free >= read_ahead.div_ceil(2) {
@@ -186,7 +210,7 @@ impl Subscriber {
                 }
                 permit = std::future::poll_fn(|cx| slots.poll_acquire(cx)), if !waiting.is_empty() => {
                     let permit = permit.expect("the semaphore is never closed");
-                    self.start(waiting.pop_front(), permit, &tracker);
+                    self.start(waiting.pop_front(), permit, &tracker, &mut at_once);
                 }
                 next = next_of(&mut pull), if pull.is_some() => {
                     // Take every event already here, not one per turn of the loop.
@@ -214,20 +238,34 @@ impl Subscriber {
         }
     }
 
-    /// Runs `message` on `tracker`, holding `permit` until it is settled.
+    /// Runs `message`, holding `permit` until it is settled, on `tracker`; or, while `at_once`
+    /// says actions finish without waiting (`noop`, a log line), right here, which costs no
+    /// task.
     fn start(
         self: &Arc<Self>,
         message: Option<jetstream::Message>,
         permit: OwnedSemaphorePermit,
         tracker: &TaskTracker,
+        at_once: &mut AtOnce,
     ) {
         let Some(message) = message else { return };
         let this = self.clone();
-        // Boxed: spawning moves the task's future, and an event's is a few kilobytes.
-        let fut = Box::pin(async move {
+        // Boxed: a future cannot move once polled, and an event's is a few kilobytes.
+        let mut fut = Box::pin(async move {
             this.process(message).await;
             drop(permit);
         });
+        if at_once.worth_trying() {
+            // With a waker that does nothing: a task is polled once it is spawned, and that
+            // poll registers the task's own waker wherever the future waits.
+            let finished = (fut.as_mut())
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_ready();
+            at_once.finished(finished);
+            if finished {
+                return;
+            }
+        }
         tracker.spawn(fut);
     }
 
