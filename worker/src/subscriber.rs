@@ -40,6 +40,9 @@ use crate::settle::{self, Settlement};
 /// client's 5 s of slack.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 
+/// The pause after a pull that could not be made or that failed.
+const PULL_RETRY: Duration = Duration::from_secs(1);
+
 /// Whether to run an event's first steps in the consume loop: kept while the action finishes
 /// there (`noop`, `log`), dropped once it has to wait (`http`: its steps then run on the
 /// loop's thread for nothing), tried again every 256th event.
@@ -169,6 +172,8 @@ impl Subscriber {
         // afresh on each turn would lose (and pay a lock to join and leave).
         let mut slots = PollSemaphore::new(self.permits.clone());
         let mut at_once = AtOnce::default();
+        // No pull before this: a failed one is not made again at once.
+        let mut pull_after = Instant::now();
         // Made once: a fresh one on each turn would join and leave the token's waiters.
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
@@ -180,7 +185,8 @@ impl Subscriber {
                 self.start(waiting.pop_front(), permit, &tracker, &mut at_once);
             }
             let free = read_ahead - waiting.len();
-            if pull.is_none() && free >= read_ahead.div_ceil(2) {
+            let paused = Instant::now() < pull_after;
+            if pull.is_none() && !paused && free >= read_ahead.div_ceil(2) {
                 let request = consumer
                     .batch()
                     .max_messages(free)
@@ -190,16 +196,15 @@ impl Subscriber {
                     Ok(batch) => pull = Some(batch),
                     Err(e) => {
                         tracing::warn!(subscriber = self.name(), error = %e, "cannot pull; retrying in 1s");
-                        tokio::select! {
-                            () = &mut stopping => break,
-                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        }
+                        pull_after = Instant::now() + PULL_RETRY;
+                        continue;
                     }
                 }
             }
             tokio::select! {
                 biased;
                 () = &mut stopping => break,
+                () = tokio::time::sleep_until(pull_after), if paused && pull.is_none() => {}
                 // Before the others, so that no stream of arrivals can put it off.
                 _ = keepalive.tick(), if !waiting.is_empty() => {
                     for message in &waiting {
@@ -220,9 +225,11 @@ impl Subscriber {
                             Some(Ok(message)) => waiting.push_back(message),
                             Some(Err(e)) => {
                                 // A pull the server ended early (a consumer leader that
-                                // changed in a cluster, say): make a fresh one.
-                                tracing::warn!(subscriber = self.name(), error = %e, "pulling events failed; pulling afresh");
+                                // changed in a cluster, or none yet: "no responders"): make
+                                // a fresh one, after a pause rather than in a tight loop.
+                                tracing::warn!(subscriber = self.name(), error = %e, "pulling events failed; pulling afresh in 1s");
                                 pull = None;
+                                pull_after = Instant::now() + PULL_RETRY;
                             }
                             // Fulfilled or expired.
                             None => pull = None,
