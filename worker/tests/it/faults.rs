@@ -178,6 +178,42 @@ async fn events_pulled_ahead_of_a_free_slot_are_not_delivered_again_while_they_w
 }
 
 #[tokio::test]
+async fn a_broker_restarted_under_the_worker_loses_nothing_and_the_worker_pulls_again() {
+    let mut stack = Stack::start().await;
+    let downstream = Downstream::start(|_, _| Reply::status(200)).await;
+    let (_dir, config) = http_subscriber_config(&downstream.url, "ack_wait = \"2s\"");
+    let receiver = stack.receiver().await;
+    let _worker = start_worker_with(&stack, &config).await;
+    let before = deliver_one(&receiver, "before@example.com").await;
+    downstream
+        .wait_until(PATIENCE, |r| r.iter().any(|r| r.key() == before))
+        .await;
+
+    // A crash of the broker while the worker's pull waits at it: the pull is lost with it.
+    stack.nats.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stack.nats.restart();
+    // The receiver answers 503 until it has reconnected; Okta would retry, and so does this.
+    let after = new_uuid();
+    let retried = delivery(
+        &new_uuid(),
+        vec![user_created_event(&after, "after@example.com")],
+    );
+    hookrelay_testkit::eventually("the receiver stores again", || async {
+        receiver
+            .post(&retried)
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+
+    downstream
+        .wait_until(PATIENCE, |r| r.iter().any(|r| r.key() == after))
+        .await;
+    assert_eq!(downstream.requests_for(&before).len(), 1, "not redone");
+}
+
+#[tokio::test]
 async fn a_worker_killed_mid_action_gets_the_event_again_after_restart() {
     let stack = Stack::start().await;
     // The first attempt hangs (the worker dies during it); later ones succeed.
