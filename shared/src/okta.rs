@@ -126,90 +126,130 @@ impl SystemLog {
 
     /// Fetches one page, waiting out rate limits and retrying what is worth retrying.
     pub async fn fetch(&self, url: &reqwest::Url, calls: &mut Calls) -> Result<Page, OktaError> {
-        let mut attempt = 0;
-        let mut reauthorized = false;
-        loop {
-            let authorization = self.auth.headers(&reqwest::Method::GET, url).await?;
-            let sent = (self.http.get(url.clone()))
-                .headers(authorization)
-                .header("accept", "application/json")
-                .send()
-                .await;
-            let (why, wait) = match sent {
-                Ok(response) if response.status().is_success() => {
-                    let headers = response.headers().clone();
-                    let body = (response.bytes().await)
-                        .map_err(|e| OktaError::Client(format!("reading a page: {e}")))?;
-                    if let Some(wait) = share_used_wait(&headers, self.share) {
-                        calls.rate_limit_waits += 1;
-                        tracing::info!(?wait, "rate limit share used: waiting for it to reset");
-                        tokio::time::sleep(wait).await;
-                    }
-                    return Ok(Page {
-                        body,
-                        next: next_link(&headers, &self.org_url)?,
-                        request_id: (headers.get("x-okta-request-id"))
-                            .and_then(|v| v.to_str().ok())
-                            .filter(|id| subject::is_valid_id(id))
-                            .map(str::to_owned),
-                    });
+        let request = Request {
+            method: reqwest::Method::GET,
+            url,
+            body: None::<&()>,
+            max_retries: self.max_retries,
+        };
+        let is_api_token = self.auth.is_api_token();
+        let response = send(&self.http, &self.auth, request, calls, |status, body| {
+            let summary = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["errorSummary"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            let hint = match (status.as_u16(), is_api_token) {
+                (401, true) => {
+                    " (is the API token right? okta.api_token, or OKTA_API_TOKEN for hookrelayctl)"
                 }
-                Ok(response) if response.status().as_u16() == 429 => {
-                    calls.rate_limit_waits += 1;
-                    let wait = reset_wait(response.headers()).unwrap_or(backoff(attempt));
-                    ("429 Too Many Requests (rate limited)".to_owned(), wait)
+                (401, false) => " (check okta.client_id, okta.key_id and okta.private_key_file)",
+                (403, _) => {
+                    " (reading the System Log needs okta.logs.read: an admin's API token, or that scope granted to the service app)"
                 }
-                Ok(response) if response.status().is_server_error() => {
-                    (response.status().to_string(), backoff(attempt))
-                }
-                Ok(response)
-                    if response.status() == 401
-                        && !reauthorized
-                        && self.auth.after_unauthorized(response.headers()).await =>
-                {
-                    // A DPoP nonce to use, or a token to renew: once, at once.
-                    reauthorized = true;
-                    continue;
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let body = response.text().await.unwrap_or_default();
-                    let summary = serde_json::from_str::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|v| v["errorSummary"].as_str().map(str::to_owned))
-                        .unwrap_or(body);
-                    let hint = match (status.as_u16(), self.auth.is_api_token()) {
-                        (401, true) => {
-                            " (is the API token right? okta.api_token, or OKTA_API_TOKEN for hookrelayctl)"
-                        }
-                        (401, false) => {
-                            " (check okta.client_id, okta.key_id and okta.private_key_file)"
-                        }
-                        (403, _) => {
-                            " (reading the System Log needs okta.logs.read: an admin's API token, or that scope granted to the service app)"
-                        }
-                        _ => "",
-                    };
-                    return Err(OktaError::Refused {
-                        status,
-                        summary,
-                        hint,
-                    });
-                }
-                Err(e) => (e.without_url().to_string(), backoff(attempt)),
+                _ => "",
             };
-            if attempt >= self.max_retries {
-                return Err(OktaError::GaveUp {
-                    url: url.path().to_owned(),
-                    retries: attempt,
-                    why,
-                });
+            OktaError::Refused {
+                status,
+                summary,
+                hint,
             }
-            attempt += 1;
-            calls.retries += 1;
-            tracing::warn!(%why, ?wait, attempt, "System Log request failed; trying again");
+        })
+        .await?;
+        let headers = response.headers().clone();
+        let body = (response.bytes().await)
+            .map_err(|e| OktaError::Client(format!("reading a page: {e}")))?;
+        if let Some(wait) = share_used_wait(&headers, self.share) {
+            calls.rate_limit_waits += 1;
+            tracing::info!(?wait, "rate limit share used: waiting for it to reset");
             tokio::time::sleep(wait).await;
         }
+        Ok(Page {
+            body,
+            next: next_link(&headers, &self.org_url)?,
+            request_id: (headers.get("x-okta-request-id"))
+                .and_then(|v| v.to_str().ok())
+                .filter(|id| subject::is_valid_id(id))
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// One Okta API request: what [`send`] sends, and how often it may try again.
+pub(crate) struct Request<'a, B: serde::Serialize + ?Sized> {
+    pub method: reqwest::Method,
+    pub url: &'a reqwest::Url,
+    /// Sent as JSON.
+    pub body: Option<&'a B>,
+    pub max_retries: u32,
+}
+
+/// The longest a 429 or a backoff is waited out before a request is tried again.
+const MAX_WAIT: Duration = Duration::from_secs(120);
+
+/// Sends one Okta API request until it is answered for good, the one retry loop of every Okta
+/// call: the org's authorization on each try; a 401 asking for a DPoP nonce or a fresh token
+/// answered once, at once; a 429 waited out until the rate limit resets; a 5xx or a network
+/// error tried again with backoff, up to `max_retries` times. A success comes back as it came;
+/// any other answer becomes `refused(status, body)`.
+pub(crate) async fn send<B: serde::Serialize + ?Sized>(
+    http: &reqwest::Client,
+    auth: &Authorizer,
+    request: Request<'_, B>,
+    calls: &mut Calls,
+    refused: impl FnOnce(reqwest::StatusCode, String) -> OktaError,
+) -> Result<reqwest::Response, OktaError> {
+    let Request {
+        method,
+        url,
+        body,
+        max_retries,
+    } = request;
+    let mut attempt = 0;
+    let mut reauthorized = false;
+    loop {
+        let mut builder = (http.request(method.clone(), url.clone()))
+            .headers(auth.headers(&method, url).await?)
+            .header("accept", "application/json");
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        let (why, wait) = match builder.send().await {
+            Ok(response) if response.status().is_success() => return Ok(response),
+            Ok(response)
+                if response.status() == 401
+                    && !reauthorized
+                    && auth.after_unauthorized(response.headers()).await =>
+            {
+                // A DPoP nonce to use, or a token to renew: once, at once.
+                reauthorized = true;
+                continue;
+            }
+            Ok(response) if response.status() == 429 => {
+                calls.rate_limit_waits += 1;
+                let wait = reset_wait(response.headers()).unwrap_or(backoff(attempt));
+                ("429 Too Many Requests (rate limited)".to_owned(), wait)
+            }
+            Ok(response) if response.status().is_server_error() => {
+                (response.status().to_string(), backoff(attempt))
+            }
+            Ok(response) => {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                return Err(refused(status, body));
+            }
+            Err(e) => (e.without_url().to_string(), backoff(attempt)),
+        };
+        if attempt >= max_retries {
+            return Err(OktaError::GaveUp {
+                url: url.path().to_owned(),
+                retries: attempt,
+                why,
+            });
+        }
+        attempt += 1;
+        calls.retries += 1;
+        tracing::warn!(%why, ?wait, attempt, path = url.path(), "Okta request failed; trying again");
+        tokio::time::sleep(wait.min(MAX_WAIT)).await;
     }
 }
 

@@ -4,12 +4,10 @@
 //! and network errors are tried again. The hook's secret (`authScheme.value`) is sent, never
 //! returned by Okta, and never printed.
 
-use std::time::Duration;
-
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{Authorizer, OktaError, backoff, reset_wait};
+use super::{Authorizer, Calls, OktaError, Request, send};
 use crate::config::OktaAccess;
 
 /// Tries after a 429, a 5xx or a network error.
@@ -193,60 +191,29 @@ impl EventHooks {
         let url = (self.org_url)
             .join(&format!("/api/v1/eventHooks{path}"))
             .map_err(|e| OktaError::Client(format!("a hook id that makes no URL: {e}")))?;
-        let mut attempt = 0;
-        let mut reauthorized = false;
-        loop {
-            let mut request = (self.http.request(method.clone(), url.clone()))
-                .headers(self.auth.headers(&method, &url).await?)
-                .header("accept", "application/json");
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let (why, wait) = match request.send().await {
-                Ok(answer) if answer.status().is_success() => {
-                    let bytes = (answer.bytes().await)
-                        .map_err(|e| OktaError::Client(format!("reading Okta's answer: {e}")))?;
-                    let bytes = if bytes.is_empty() {
-                        &b"null"[..]
-                    } else {
-                        &bytes[..]
-                    };
-                    return serde_json::from_slice(bytes)
-                        .map_err(|e| OktaError::Client(format!("Okta's answer: {e}")));
-                }
-                Ok(answer)
-                    if answer.status() == 401
-                        && !reauthorized
-                        && self.auth.after_unauthorized(answer.headers()).await =>
-                {
-                    reauthorized = true;
-                    continue;
-                }
-                Ok(answer) if answer.status() == 429 => {
-                    let wait = reset_wait(answer.headers()).unwrap_or(backoff(attempt));
-                    ("429 Too Many Requests".to_owned(), wait)
-                }
-                Ok(answer) if answer.status().is_server_error() => {
-                    (answer.status().to_string(), backoff(attempt))
-                }
-                Ok(answer) => {
-                    let status = answer.status();
-                    let body = answer.text().await.unwrap_or_default();
-                    return Err(refusal(status, &body, self.auth.is_api_token()));
-                }
-                Err(e) => (e.without_url().to_string(), backoff(attempt)),
-            };
-            if attempt >= RETRIES {
-                return Err(OktaError::GaveUp {
-                    url: url.path().to_owned(),
-                    retries: attempt,
-                    why,
-                });
-            }
-            attempt += 1;
-            tracing::warn!(%why, ?wait, attempt, "Okta request failed; trying again");
-            tokio::time::sleep(wait.min(Duration::from_secs(120))).await;
-        }
+        let request = Request {
+            method,
+            url: &url,
+            body,
+            max_retries: RETRIES,
+        };
+        let is_api_token = self.auth.is_api_token();
+        let answer = send(
+            &self.http,
+            &self.auth,
+            request,
+            &mut Calls::default(),
+            |status, body| refusal(status, &body, is_api_token),
+        )
+        .await?;
+        let bytes = (answer.bytes().await)
+            .map_err(|e| OktaError::Client(format!("reading Okta's answer: {e}")))?;
+        let bytes = if bytes.is_empty() {
+            &b"null"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(bytes).map_err(|e| OktaError::Client(format!("Okta's answer: {e}")))
     }
 }
 
