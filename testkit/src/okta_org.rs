@@ -126,6 +126,8 @@ struct Issued {
     scopes: Vec<String>,
     /// The thumbprint of the DPoP key the token is bound to.
     jkt: Option<String>,
+    /// API calls made with it.
+    uses: usize,
 }
 
 #[derive(Default)]
@@ -137,6 +139,8 @@ struct Org {
     seen_jti: HashSet<String>,
     /// Token requests answered with a token, for tests of the cache.
     tokens_issued: usize,
+    /// API calls a token is good for before it expires (as all do, after an hour), if limited.
+    token_uses: Option<usize>,
     next_id: usize,
 }
 
@@ -223,6 +227,12 @@ impl OktaOrg {
 
     pub fn tokens_issued(&self) -> usize {
         self.org.lock().unwrap().tokens_issued
+    }
+
+    /// Makes every access token expire after `uses` API calls: the next call is answered 401
+    /// with `WWW-Authenticate: … error="invalid_token"`, as Okta answers an expired token.
+    pub fn expire_tokens_after(&self, uses: usize) {
+        self.org.lock().unwrap().token_uses = Some(uses);
     }
 
     /// Delivers `events` as Okta does, if the hook is `ACTIVE` and `VERIFIED`: a POST to its
@@ -462,6 +472,7 @@ async fn token(State(fake): State<OktaOrg>, uri: Uri, headers: HeaderMap, body: 
         Issued {
             scopes: wanted.clone(),
             jkt,
+            uses: 0,
         },
     );
     org.tokens_issued += 1;
@@ -505,9 +516,22 @@ fn authorize(
     }
     let mut org = fake.org.lock().unwrap();
     let (scheme, value) = authorization.split_once(' ').unwrap_or_default();
-    let Some(issued) = org.tokens.get(value) else {
+    let token_uses = org.token_uses;
+    let Some(issued) = org.tokens.get_mut(value) else {
         return Err(Box::new(unauthorized()));
     };
+    if token_uses.is_some_and(|limit| issued.uses >= limit) {
+        let mut answer = unauthorized();
+        let challenge = format!(
+            "{scheme} error=\"invalid_token\", error_description=\"The access token is invalid.\""
+        );
+        answer.headers_mut().insert(
+            "www-authenticate",
+            challenge.parse().expect("a header value"),
+        );
+        return Err(Box::new(answer));
+    }
+    issued.uses += 1;
     let (scopes, jkt) = (issued.scopes.clone(), issued.jkt.clone());
     match (scheme, jkt) {
         ("Bearer", None) => {}

@@ -195,6 +195,19 @@ async fn a_service_app_authenticates_with_private_key_jwt_and_dpop() {
             "one token for create, verify and the rest"
         );
 
+        // Tokens that expire after one call: `create` (create, verify, …) renews its token on
+        // each of Okta's 401s and succeeds.
+        org.expire_tokens_after(1);
+        let url = base_url(&receiver);
+        let run = ctl(
+            &stack,
+            &["hooks", "create", "--url", &url, "--name", "second"],
+        )
+        .await;
+        assert!(run.success, "dpop {dpop}: {}{}", run.stdout, run.stderr);
+        assert_eq!(org.hooks().len(), 2);
+        assert!(org.tokens_issued() >= 3, "a fresh token after each 401");
+
         // A key Okta does not know for the app, and a scope it was not granted.
         let mut env = stack.env.clone();
         env.insert("HOOKRELAY__OKTA__KEY_ID".into(), "kid-other".into());
