@@ -61,8 +61,13 @@ impl AtOnce {
         self.skipped == 0
     }
 
+    /// Learns from one poll. An event that waited only because the loop's task had used up
+    /// its turn (tokio's cooperative budget: 128 channel operations, such as acks, per poll)
+    /// says nothing about the action.
     fn finished(&mut self, finished: bool) {
-        self.waits = !finished;
+        if finished || tokio::task::coop::has_budget_remaining() {
+            self.waits = !finished;
+        }
     }
 }
 
@@ -72,6 +77,14 @@ async fn next_of(
 ) -> Option<Result<jetstream::Message, async_nats::Error>> {
     match pull {
         Some(batch) => batch.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Until `after`, if set (made lazily: no clock read or timer when not polled).
+async fn pause_until(after: Option<Instant>) {
+    match after {
+        Some(after) => tokio::time::sleep_until(after).await,
         None => std::future::pending().await,
     }
 }
@@ -173,19 +186,25 @@ impl Subscriber {
         let mut slots = PollSemaphore::new(self.permits.clone());
         let mut at_once = AtOnce::default();
         // No pull before this: a failed one is not made again at once.
-        let mut pull_after = Instant::now();
+        let mut pull_after: Option<Instant> = None;
         // Made once: a fresh one on each turn would join and leave the token's waiters.
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
         loop {
-            while !waiting.is_empty() {
+            // Once the task's turn is used up, the select below yields it (every branch polls
+            // through tokio's budget), rather than the events after that waiting in tasks.
+            while !waiting.is_empty() && tokio::task::coop::has_budget_remaining() {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                     break;
                 };
                 self.start(waiting.pop_front(), permit, &tracker, &mut at_once);
             }
             let free = read_ahead - waiting.len();
-            let paused = Instant::now() < pull_after;
+            // The clock is read only after a failed pull.
+            if pull_after.is_some_and(|after| Instant::now() >= after) {
+                pull_after = None;
+            }
+            let paused = pull_after.is_some();
             if pull.is_none() && !paused && free >= read_ahead.div_ceil(2) {
                 let request = consumer
                     .batch()
@@ -196,7 +215,7 @@ impl Subscriber {
                     Ok(batch) => pull = Some(batch),
                     Err(e) => {
                         tracing::warn!(subscriber = self.name(), error = %e, "cannot pull; retrying in 1s");
-                        pull_after = Instant::now() + PULL_RETRY;
+                        pull_after = Some(Instant::now() + PULL_RETRY);
                         continue;
                     }
                 }
@@ -204,7 +223,7 @@ impl Subscriber {
             tokio::select! {
                 biased;
                 () = &mut stopping => break,
-                () = tokio::time::sleep_until(pull_after), if paused && pull.is_none() => {}
+                () = pause_until(pull_after), if paused && pull.is_none() => {}
                 // Before the others, so that no stream of arrivals can put it off.
                 _ = keepalive.tick(), if !waiting.is_empty() => {
                     for message in &waiting {
@@ -229,7 +248,7 @@ impl Subscriber {
                                 // a fresh one, after a pause rather than in a tight loop.
                                 tracing::warn!(subscriber = self.name(), error = %e, "pulling events failed; pulling afresh in 1s");
                                 pull = None;
-                                pull_after = Instant::now() + PULL_RETRY;
+                                pull_after = Some(Instant::now() + PULL_RETRY);
                             }
                             // Fulfilled or expired.
                             None => pull = None,
