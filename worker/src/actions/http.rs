@@ -123,13 +123,11 @@ pub fn sign(key: &ring::hmac::Key, id: &str, timestamp: &str, body: &[u8]) -> St
 #[async_trait::async_trait]
 impl Action for HttpPost {
     async fn handle(&self, event: &Event) -> Result<(), ActionError> {
-        let response = self
-            .client
-            .post(self.url.clone())
-            .headers(self.event_headers(event)?)
-            .body(event.raw.clone())
-            .send()
-            .await;
+        let mut request = reqwest::Request::new(reqwest::Method::POST, self.url.clone());
+        // Set as a whole: a builder's `headers` would insert them one by one into an empty map.
+        *request.headers_mut() = self.event_headers(event)?;
+        *request.body_mut() = Some(event.raw.clone().into());
+        let response = self.client.execute(request).await;
         let mut response = match response {
             Ok(response) => response,
             Err(e) if e.is_timeout() => {
