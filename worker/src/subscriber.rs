@@ -191,8 +191,9 @@ impl Subscriber {
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
         loop {
-            // Once the task's turn is used up, the select below yields it (every branch polls
-            // through tokio's budget), rather than the events after that waiting in tasks.
+            // Once the task's turn is used up, stop here rather than hand the events that
+            // follow to tasks: the select below then yields (its slot, pull and timer branches
+            // answer `Pending` with the budget gone, and wake the task again).
             while !waiting.is_empty() && tokio::task::coop::has_budget_remaining() {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                     break;
