@@ -133,12 +133,8 @@ impl SystemLog {
             max_retries: self.max_retries,
         };
         let is_api_token = self.auth.is_api_token();
-        let response = send(&self.http, &self.auth, request, calls, |status, body| {
-            let summary = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["errorSummary"].as_str().map(str::to_owned))
-                .unwrap_or(body);
-            let hint = match (status.as_u16(), is_api_token) {
+        let response = send(&self.http, &self.auth, request, calls, |status| {
+            match (status.as_u16(), is_api_token) {
                 (401, true) => {
                     " (is the API token right? okta.api_token, or OKTA_API_TOKEN for hookrelayctl)"
                 }
@@ -147,11 +143,6 @@ impl SystemLog {
                     " (reading the System Log needs okta.logs.read: an admin's API token, or that scope granted to the service app)"
                 }
                 _ => "",
-            };
-            OktaError::Refused {
-                status,
-                summary,
-                hint,
             }
         })
         .await?;
@@ -183,20 +174,18 @@ pub(crate) struct Request<'a, B: serde::Serialize + ?Sized> {
     pub max_retries: u32,
 }
 
-/// The longest a 429 or a backoff is waited out before a request is tried again.
-const MAX_WAIT: Duration = Duration::from_secs(120);
-
 /// Sends one Okta API request until it is answered for good, the one retry loop of every Okta
 /// call: the org's authorization on each try; a 401 asking for a DPoP nonce or a fresh token
 /// answered once, at once; a 429 waited out until the rate limit resets; a 5xx or a network
 /// error tried again with backoff, up to `max_retries` times. A success comes back as it came;
-/// any other answer becomes `refused(status, body)`.
+/// any other answer becomes [`OktaError::Refused`] with Okta's error summary and the caller's
+/// `hint(status)`: what to check, which only the caller knows.
 pub(crate) async fn send<B: serde::Serialize + ?Sized>(
     http: &reqwest::Client,
     auth: &Authorizer,
     request: Request<'_, B>,
     calls: &mut Calls,
-    refused: impl FnOnce(reqwest::StatusCode, String) -> OktaError,
+    hint: impl FnOnce(reqwest::StatusCode) -> &'static str,
 ) -> Result<reqwest::Response, OktaError> {
     let Request {
         method,
@@ -235,7 +224,11 @@ pub(crate) async fn send<B: serde::Serialize + ?Sized>(
             Ok(response) => {
                 let status = response.status();
                 let body = response.text().await.unwrap_or_default();
-                return Err(refused(status, body));
+                return Err(OktaError::Refused {
+                    status,
+                    summary: error_summary(&body),
+                    hint: hint(status),
+                });
             }
             Err(e) => (e.without_url().to_string(), backoff(attempt)),
         };
@@ -249,7 +242,7 @@ pub(crate) async fn send<B: serde::Serialize + ?Sized>(
         attempt += 1;
         calls.retries += 1;
         tracing::warn!(%why, ?wait, attempt, path = url.path(), "Okta request failed; trying again");
-        tokio::time::sleep(wait.min(MAX_WAIT)).await;
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -305,6 +298,24 @@ pub fn synthetic_delivery(events: &[&RawValue], source: &str) -> Bytes {
     Bytes::from(body)
 }
 
+/// Okta's error answer, said plainly: `errorSummary: cause; cause` (or the start of a body
+/// that is not Okta's JSON).
+fn error_summary(body: &str) -> String {
+    let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let summary = (parsed["errorSummary"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    let causes: Vec<&str> = (parsed["errorCauses"].as_array().into_iter().flatten())
+        .filter_map(|cause| cause["errorSummary"].as_str())
+        .collect();
+    if causes.is_empty() {
+        summary
+    } else {
+        format!("{summary}: {}", causes.join("; "))
+    }
+}
+
+/// At most 32 s, well under [`MAX_RATE_LIMIT_WAIT`].
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500 << attempt.min(6))
 }

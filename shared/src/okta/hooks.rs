@@ -203,7 +203,7 @@ impl EventHooks {
             &self.auth,
             request,
             &mut Calls::default(),
-            |status, body| refusal(status, &body, is_api_token),
+            |status| hint(status, is_api_token),
         )
         .await?;
         let bytes = (answer.bytes().await)
@@ -217,19 +217,9 @@ impl EventHooks {
     }
 }
 
-/// Okta's error answer, said plainly: `errorSummary: cause; cause`, with a hint for 401 and 403.
-fn refusal(status: reqwest::StatusCode, body: &str, api_token: bool) -> OktaError {
-    let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    let mut summary = (parsed["errorSummary"].as_str())
-        .map(str::to_owned)
-        .unwrap_or_else(|| body.chars().take(200).collect());
-    let causes: Vec<&str> = (parsed["errorCauses"].as_array().into_iter().flatten())
-        .filter_map(|cause| cause["errorSummary"].as_str())
-        .collect();
-    if !causes.is_empty() {
-        summary = format!("{summary}: {}", causes.join("; "));
-    }
-    let hint = match (status.as_u16(), api_token) {
+/// What to check after a 401 or a 403 from the event hook API.
+fn hint(status: reqwest::StatusCode, api_token: bool) -> &'static str {
+    match (status.as_u16(), api_token) {
         (401, true) => " (is the API token right? okta.api_token, or OKTA_API_TOKEN)",
         (401, false) => " (check okta.client_id, okta.key_id and okta.private_key_file)",
         (403, true) => " (managing event hooks needs an admin's API token: a super or org admin)",
@@ -237,10 +227,5 @@ fn refusal(status: reqwest::StatusCode, body: &str, api_token: bool) -> OktaErro
             " (grant the app okta.eventHooks.manage and an admin role that may manage hooks)"
         }
         _ => "",
-    };
-    OktaError::Refused {
-        status,
-        summary,
-        hint,
     }
 }
