@@ -248,10 +248,21 @@ async fn a_worker_killed_mid_action_gets_the_event_again_after_restart() {
 
 #[tokio::test]
 async fn sigterm_mid_action_lets_it_finish_once_and_it_is_not_redone() {
+    sigterm_mid_action("").await;
+}
+
+/// One slot: the worker runs the event in its consume loop rather than on a task.
+#[tokio::test]
+async fn sigterm_mid_action_of_a_one_slot_subscriber_lets_it_finish_once() {
+    sigterm_mid_action("concurrency = 1").await;
+}
+
+async fn sigterm_mid_action(extra: &str) {
     let stack = Stack::start().await;
     let downstream =
         Downstream::start(|_, _| Reply::status(200).after(Duration::from_millis(1500))).await;
-    let (_dir, config) = http_subscriber_config(&downstream.url, "ack_wait = \"1s\"");
+    let (_dir, config) =
+        http_subscriber_config(&downstream.url, &format!("ack_wait = \"1s\"\n{extra}"));
     let receiver = stack.receiver().await;
     let mut worker = start_worker_with(&stack, &config).await;
 
