@@ -15,6 +15,7 @@ pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod event;
+pub mod jq;
 pub mod okta;
 pub mod publish;
 pub mod service;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::post;
 use tokio::sync::Notify;
 
@@ -15,6 +16,7 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub at: Instant,
+    pub method: Method,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -35,6 +37,8 @@ impl Recorded {
 pub struct Reply {
     pub status: u16,
     pub delay: Duration,
+    /// A `Retry-After` header, as a rate-limited service sends with a 429 or 503.
+    pub retry_after: Option<&'static str>,
 }
 
 impl Reply {
@@ -42,11 +46,19 @@ impl Reply {
         Reply {
             status,
             delay: Duration::ZERO,
+            retry_after: None,
         }
     }
 
     pub fn after(self, delay: Duration) -> Self {
         Reply { delay, ..self }
+    }
+
+    pub fn retry_after(self, value: &'static str) -> Self {
+        Reply {
+            retry_after: Some(value),
+            ..self
+        }
     }
 }
 
@@ -89,7 +101,7 @@ impl Downstream {
             .expect("a free port");
         let url = format!("http://{}/hook", listener.local_addr().expect("bound"));
         let app = axum::Router::new()
-            .route("/hook", post(receive))
+            .route("/hook", post(receive).put(receive).patch(receive))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("downstream serves");
@@ -142,9 +154,15 @@ impl Downstream {
     }
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
     let recorded = Recorded {
         at: Instant::now(),
+        method,
         headers,
         body,
     };
@@ -160,5 +178,9 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     shared.changed.notify_waiters();
     tokio::time::sleep(reply.delay).await;
     shared.answered.lock().expect("not poisoned").push(recorded);
-    StatusCode::from_u16(reply.status).expect("a valid status")
+    let status = StatusCode::from_u16(reply.status).expect("a valid status");
+    match reply.retry_after {
+        Some(value) => (status, [("retry-after", value)]).into_response(),
+        None => status.into_response(),
+    }
 }

@@ -25,6 +25,8 @@ pub struct Event {
     pub stored_at: SystemTime,
     // Boxed: most events are never parsed, and every event's task carries this.
     parsed: std::sync::OnceLock<Result<Box<OktaEvent>, String>>,
+    /// The event as jq reads it, for a `filter` and a `transform`: parsed once for both.
+    jq: std::sync::OnceLock<Result<Box<hookrelay::jq::Input>, String>>,
 }
 
 impl Event {
@@ -42,6 +44,7 @@ impl Event {
             headers: headers.unwrap_or_default(),
             stored_at,
             parsed: std::sync::OnceLock::new(),
+            jq: std::sync::OnceLock::new(),
         }
     }
 
@@ -60,6 +63,18 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The event as jq reads it, parsed on first use. An event that does not parse is a
+    /// permanent failure.
+    pub fn jq_input(&self) -> Result<&hookrelay::jq::Input, ActionError> {
+        let parsed = (self.jq).get_or_init(|| hookrelay::jq::Input::parse(&self.raw).map(Box::new));
+        match parsed {
+            Ok(input) => Ok(input),
+            Err(e) => Err(ActionError::Permanent(format!("the event is {e}"))),
+        }
+    }
+}
+
 /// How an action failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActionError {
@@ -69,6 +84,13 @@ pub enum ActionError {
     /// Never worth retrying: the event itself cannot be handled.
     #[error("{0}")]
     Permanent(String),
+    /// The downstream asked for a pause (`Retry-After` on a 429 or 503): the subscriber starts
+    /// no action before it is over, and this event is retried no sooner.
+    #[error("{reason}")]
+    Throttled {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
 }
 
 /// What a subscriber does with each event. Implement it for custom logic, then give it a

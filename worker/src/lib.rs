@@ -12,6 +12,7 @@
 pub mod action;
 pub mod actions;
 pub mod dead_letter;
+pub mod gate;
 pub mod metrics;
 pub mod settle;
 pub mod subscriber;
@@ -115,12 +116,14 @@ impl Worker {
             let action = actions::build(&subscriber_settings.action).map_err(|e| {
                 anyhow::anyhow!("the action of subscriber {}: {e}", subscriber_settings.name)
             })?;
-            let subscriber = Arc::new(Subscriber::new(
+            let subscriber = Subscriber::new(
                 subscriber_settings.clone(),
                 action,
                 js.clone(),
                 metrics.clone(),
-            ));
+            )
+            .map_err(|e| anyhow::anyhow!("subscriber {}: {e}", subscriber_settings.name))?;
+            let subscriber = Arc::new(subscriber);
             let bound = subscriber.bind(&stream).await.with_context(|| {
                 format!("binding the consumers of subscriber {}", subscriber.name())
             })?;

@@ -35,6 +35,8 @@ pub enum Outcome {
     Retried,
     /// The event is in the dead letters.
     DeadLettered,
+    /// The subscriber's `filter` left the event out: acknowledged, no action.
+    Filtered,
 }
 
 /// Every metric the worker keeps.
@@ -58,7 +60,8 @@ impl Default for Metrics {
         let handled = Family::default();
         registry.register(
             "events_handled",
-            "Attempts at events, by subscriber and outcome (`ok`, `retried`, `dead_lettered`)",
+            "Attempts at events, by subscriber and outcome (`ok`, `retried`, `dead_lettered`, \
+             `filtered`)",
             handled.clone(),
         );
         let action_duration = Family::new_with_constructor(action_histogram as fn() -> _);
@@ -121,6 +124,7 @@ impl Metrics {
             ok: handled("ok"),
             retried: handled("retried"),
             dead_lettered: handled("dead_lettered"),
+            filtered: handled("filtered"),
             action_duration: self.action_duration.get_or_create_owned(&labels),
             in_flight: self.in_flight.get_or_create_owned(&labels),
         }
@@ -151,6 +155,7 @@ pub(crate) struct SubscriberMetrics {
     ok: Counter,
     retried: Counter,
     dead_lettered: Counter,
+    filtered: Counter,
     action_duration: Histogram,
     in_flight: Gauge,
 }
@@ -161,6 +166,7 @@ impl SubscriberMetrics {
             Outcome::Ok => &self.ok,
             Outcome::Retried => &self.retried,
             Outcome::DeadLettered => &self.dead_lettered,
+            Outcome::Filtered => &self.filtered,
         }
         .inc();
     }

@@ -49,6 +49,13 @@ pub fn settle(
             reason,
             after: retry_delay,
         },
+        Err(ActionError::Throttled {
+            reason,
+            retry_after,
+        }) if attempts_left => Settlement::Retry {
+            reason,
+            after: retry_delay.max(retry_after),
+        },
         Err(error) => Settlement::DeadLetter {
             reason: error.to_string(),
             or_retry_after: retry_delay,
@@ -71,6 +78,8 @@ mod tests {
             backoff: vec![Duration::from_secs(1), Duration::from_secs(5)],
             concurrency: 1,
             read_ahead: 1,
+            filter: None,
+            rate_limit: None,
         }
     }
 

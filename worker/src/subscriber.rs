@@ -25,6 +25,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use hookrelay::config::SubscriberSettings;
+use hookrelay::jq::Jq;
 use hookrelay::subject::{self, header};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -34,6 +35,7 @@ use tracing::Instrument;
 
 use crate::action::{Action, ActionError, Event};
 use crate::dead_letter::DeadLetter;
+use crate::gate::Gate;
 use crate::metrics::{Metrics, Outcome, SubscriberMetrics};
 use crate::settle::{self, Settlement};
 
@@ -95,27 +97,35 @@ async fn pause_until(after: Option<Instant>) {
 pub struct Subscriber {
     settings: SubscriberSettings,
     action: Arc<dyn Action>,
+    filter: Option<Jq>,
+    gate: Gate,
     js: jetstream::Context,
     permits: Arc<Semaphore>,
     metrics: SubscriberMetrics,
 }
 
 impl Subscriber {
+    /// Fails on a `filter` that does not compile (which loading the configuration has
+    /// checked already).
     pub fn new(
         settings: SubscriberSettings,
         action: Arc<dyn Action>,
         js: jetstream::Context,
         metrics: Arc<Metrics>,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let permits = Arc::new(Semaphore::new(settings.concurrency));
         let metrics = metrics.subscriber(&settings.name);
-        Subscriber {
+        let filter = settings.filter.as_deref().map(Jq::compile).transpose()?;
+        let rate = settings.rate().transpose()?;
+        Ok(Subscriber {
+            gate: Gate::new(rate),
+            filter,
             settings,
             action,
             js,
             permits,
             metrics,
-        }
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -362,15 +372,20 @@ impl Subscriber {
         );
         let _in_flight = self.metrics.in_flight();
         async {
-            let outcome = match settle::may_run(&self.settings, delivered) {
+            let outcome = match settle::may_run(&self.settings, delivered)
+                .and_then(|()| self.selects(&event))
+            {
                 Err(given_up) => Err(given_up),
-                Ok(()) => {
-                    let started = std::time::Instant::now();
-                    let outcome = self.run_action(&message, &event).await;
-                    self.metrics.action_took(started.elapsed());
-                    outcome
+                Ok(false) => {
+                    let _ = self.ack(&message).await;
+                    self.metrics.handled(Outcome::Filtered);
+                    return;
                 }
+                Ok(true) => self.run_action(&message, &event).await,
             };
+            if let Err(ActionError::Throttled { retry_after, .. }) = &outcome {
+                self.gate.pause_until(Instant::now() + *retry_after);
+            }
             let settlement = settle::settle(&self.settings, delivered, outcome);
             let settled = self
                 .carry_out(&message, &event, (stream_sequence, delivered), settlement)
@@ -381,19 +396,47 @@ impl Subscriber {
         .await;
     }
 
-    /// Runs the action, telling JetStream it is still in progress every half `ack_wait`, so a
-    /// long action is never delivered a second time while it runs.
+    /// Whether the subscriber's `filter` keeps `event` (jq's `select`); without one, it does.
+    /// A filter that fails on the event (a missing field used as a string) fails it for good.
+    fn selects(&self, event: &Event) -> Result<bool, ActionError> {
+        let Some(filter) = &self.filter else {
+            return Ok(true);
+        };
+        (filter.selects(event.jq_input()?))
+            .map_err(|e| ActionError::Permanent(format!("filter: {e}")))
+    }
+
+    /// Runs the action once the gate lets it start (`rate_limit`, a downstream's pause),
+    /// telling JetStream the event is still in progress every half `ack_wait`, so a long wait
+    /// or action never has it delivered a second time.
     async fn run_action(
         &self,
         message: &jetstream::Message,
         event: &Event,
     ) -> Result<(), ActionError> {
+        if self.gate.try_start(Instant::now()).is_err() {
+            let waited = async {
+                self.gate.start().await;
+                self.timed_action(event).await
+            };
+            return Box::pin(self.keep_alive_while(message, Box::pin(waited))).await;
+        }
+        let started = std::time::Instant::now();
         let mut action = self.action.handle(event);
         // Most actions that finish at once (`noop`, a log line) need no timer.
-        if let Poll::Ready(result) = futures::poll!(action.as_mut()) {
-            return result;
-        }
-        Box::pin(self.keep_alive_while(message, action)).await
+        let result = match futures::poll!(action.as_mut()) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Box::pin(self.keep_alive_while(message, action)).await,
+        };
+        self.metrics.action_took(started.elapsed());
+        result
+    }
+
+    async fn timed_action(&self, event: &Event) -> Result<(), ActionError> {
+        let started = std::time::Instant::now();
+        let result = self.action.handle(event).await;
+        self.metrics.action_took(started.elapsed());
+        result
     }
 
     /// Awaits a running action, with an in-progress ack every half `ack_wait`.

@@ -16,7 +16,9 @@ pub use nats::{NatsAuth, NatsSettings, NatsTls};
 pub use okta::{OktaAccess, OktaCredentials, OktaSettings};
 pub use receiver::{AuthSettings, ReceiverSettings};
 pub use reconciler::ReconcilerSettings;
-pub use worker::{ActionSettings, HttpActionSettings, SubscriberSettings, WorkerSettings};
+pub use worker::{
+    ActionSettings, HttpActionSettings, HttpMethod, Rate, SubscriberSettings, WorkerSettings,
+};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -370,6 +372,59 @@ mod tests {
     }
 
     #[test]
+    fn jq_and_rates_are_checked_at_load_naming_the_subscriber() {
+        let cases = [
+            (
+                "filter = '.a | if . then 1 els 2 end'",
+                "worker.subscribers[0].filter`: subscriber \"crm\": jq: syntax error at 1:",
+            ),
+            (
+                "filter = '.a | frobnicate(1)'",
+                "jq: unknown function `frobnicate/1` at 1:6",
+            ),
+            ("rate_limit = '20/sec'", "\"20/sec\" is not a rate"),
+            ("rate_limit = '0/s'", "the count must be from 1"),
+            (
+                "action = { type = 'http', url = 'http://x', transform = '{a: .b' }",
+                "worker.subscribers[0].action.transform`: subscriber \"crm\": jq: syntax error",
+            ),
+        ];
+        for (line, says) in cases {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("c.toml");
+            let action = if line.starts_with("action") {
+                ""
+            } else {
+                "action = { type = \"log\" }\n"
+            };
+            let text = format!(
+                "[[worker.subscribers]]\nname = \"crm\"\nevent_types = [\"a.b\"]\n{action}{line}\n"
+            );
+            std::fs::write(&path, &text).expect("write");
+            let error = Settings::load_from(Some(&path), Some(HashMap::new()))
+                .expect_err(&format!("{text} must be refused"));
+            assert!(
+                error.to_string().contains(says),
+                "`{error}` does not say `{says}`"
+            );
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.toml");
+        let text = "[[worker.subscribers]]\nname = \"crm\"\nevent_types = [\"a.b\"]\n\
+                    action = { type = \"log\" }\nrate_limit = \"600/m\"\nfilter = '.a'\n";
+        std::fs::write(&path, text).expect("write");
+        let settings = Settings::load_from(Some(&path), Some(HashMap::new())).expect("valid");
+        let rate = settings.worker.subscribers[0]
+            .rate()
+            .expect("set")
+            .expect("valid");
+        assert_eq!(
+            (rate.count, rate.per),
+            (600, std::time::Duration::from_secs(60))
+        );
+    }
+
+    #[test]
     fn the_http_action_is_configured_and_checked() {
         let load = |action: &str| {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -401,6 +456,19 @@ mod tests {
             panic!("an http action");
         };
         assert_eq!(http.timeout, Duration::from_secs(10));
+        assert_eq!(http.method, HttpMethod::Post);
+        assert_eq!(http.content_type, "application/json");
+        let put = load(
+            r#"{ type = "http", url = "http://x", method = "PUT", content_type = "text/plain" }"#,
+        )
+        .expect("valid");
+        let ActionSettings::Http(http) = &put.worker.subscribers[0].action else {
+            panic!("an http action");
+        };
+        assert_eq!(
+            (http.method, http.content_type.as_str()),
+            (HttpMethod::Put, "text/plain")
+        );
 
         for (action, named) in [
             (r#"{ type = "http", url = "ftp://x" }"#, "action.url"),
@@ -422,8 +490,12 @@ mod tests {
                 "action.signing_secret",
             ),
             (
-                r#"{ type = "http", url = "http://x", method = "PUT" }"#,
-                "method",
+                r#"{ type = "http", url = "http://x", method = "DELETE" }"#,
+                "DELETE",
+            ),
+            (
+                r#"{ type = "http", url = "http://x", content_type = "a\nb" }"#,
+                "action.content_type",
             ),
         ] {
             let error = load(action).expect_err(action);

@@ -61,6 +61,61 @@ pub struct SubscriberSettings {
     /// slow, so one worker does not hold events another could run now.
     #[serde(default = "defaults::read_ahead")]
     pub read_ahead: usize,
+    /// A jq expression over the event: the action runs only for events `select(<filter>)`
+    /// keeps; the others are acknowledged and counted as `filtered`.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// At most this many action starts per period (`"20/s"`, `"600/m"`, `"1000/h"`) across
+    /// the subscriber's consumers in one worker process. Events waiting for their turn stay in
+    /// JetStream, kept from redelivery with in-progress acks.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+}
+
+/// `<count>/<s|m|h>`: at most `count` in any `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// The most a rate may count: the limiter remembers that many start times.
+    pub const MAX_COUNT: u32 = 100_000;
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let wrong = || format!("{text:?} is not a rate such as \"20/s\", \"600/m\" or \"1000/h\"");
+        let (count, unit) = text.trim().split_once('/').ok_or_else(wrong)?;
+        let count: u32 = count.trim().parse().map_err(|_| wrong())?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(wrong()),
+        };
+        if count == 0 || count > Rate::MAX_COUNT {
+            return Err(format!(
+                "{text:?}: the count must be from 1 to {}",
+                Rate::MAX_COUNT
+            ));
+        }
+        Ok(Rate { count, per })
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
 }
 
 /// A list of durations written as `["1s", "5s"]`.
@@ -93,6 +148,9 @@ mod defaults {
     pub fn http_timeout() -> Duration {
         Duration::from_secs(10)
     }
+    pub fn content_type() -> String {
+        "application/json".into()
+    }
 }
 
 impl SubscriberSettings {
@@ -107,7 +165,14 @@ impl SubscriberSettings {
             backoff: defaults::backoff(),
             concurrency: defaults::concurrency(),
             read_ahead: defaults::read_ahead(),
+            filter: None,
+            rate_limit: None,
         }
+    }
+
+    /// `rate_limit`, parsed (loading the configuration has checked it).
+    pub fn rate(&self) -> Option<Result<Rate, String>> {
+        self.rate_limit.as_deref().map(str::parse)
     }
 
     /// The delay before retry number `attempt` (1 for the first retry).
@@ -150,6 +215,26 @@ pub struct HttpActionSettings {
     /// `webhook-signature`) with this key, written `whsec_<base64>`.
     #[serde(default)]
     pub signing_secret: Option<SecretString>,
+    /// A jq expression whose one output is the body sent instead of the event, such as a
+    /// Slack message. Signed like the event would be.
+    #[serde(default)]
+    pub transform: Option<String>,
+    /// `POST` (the default), `PUT` or `PATCH`.
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// The body's `Content-Type`.
+    #[serde(default = "defaults::content_type")]
+    pub content_type: String,
+}
+
+/// The methods the `http` action may send a body with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Post,
+    Put,
+    Patch,
 }
 
 impl HttpActionSettings {
@@ -197,6 +282,15 @@ impl HttpActionSettings {
         if let Some(Err(reason)) = self.signing_key() {
             return Err(ConfigError::invalid(key("signing_secret"), reason));
         }
+        if axum::http::HeaderValue::from_str(&self.content_type).is_err() {
+            return Err(ConfigError::invalid(
+                key("content_type"),
+                "is not a valid HTTP header value",
+            ));
+        }
+        if let Some(Err(reason)) = self.transform.as_deref().map(crate::jq::Jq::compile) {
+            return Err(ConfigError::invalid(key("transform"), reason));
+        }
         Ok(())
     }
 }
@@ -208,7 +302,14 @@ impl WorkerSettings {
         let mut durables = std::collections::HashSet::new();
         for (index, subscriber) in self.subscribers.iter().enumerate() {
             let key = |field: &str| format!("worker.subscribers[{index}].{field}");
-            subscriber.validate(key)?;
+            // Named too: `subscribers[3]` alone sends the reader counting.
+            subscriber.validate(key).map_err(|e| match e {
+                ConfigError::Invalid { key, reason } => ConfigError::Invalid {
+                    key,
+                    reason: format!("subscriber {:?}: {reason}", subscriber.name),
+                },
+                other => other,
+            })?;
             if !names.insert(subscriber.name.as_str()) {
                 return Err(ConfigError::invalid(
                     key("name"),
@@ -280,6 +381,12 @@ impl SubscriberSettings {
         }
         if self.ack_wait < Duration::from_secs(1) {
             return Err(ConfigError::invalid(key("ack_wait"), "must be at least 1s"));
+        }
+        if let Some(Err(reason)) = self.rate() {
+            return Err(ConfigError::invalid(key("rate_limit"), reason));
+        }
+        if let Some(Err(reason)) = self.filter.as_deref().map(crate::jq::Jq::compile) {
+            return Err(ConfigError::invalid(key("filter"), reason));
         }
         if let ActionSettings::Http(http) = &self.action {
             http.validate(|field| key(&format!("action.{field}")))?;

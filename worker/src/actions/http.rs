@@ -1,21 +1,26 @@
-//! `type = "http"`: POSTs the event, exactly as Okta sent it, to a URL.
+//! `type = "http"`: POSTs the event, exactly as Okta sent it, to a URL; or, with a `transform`,
+//! the one value a jq expression makes of it (with `method` `PUT` or `PATCH` if asked).
 //!
-//! Every request carries `Content-Type: application/json`, `Idempotency-Key: <event uuid>` (the
+//! Every request carries `Content-Type` (`application/json` unless `content_type` says
+//! otherwise), `Idempotency-Key: <event uuid>` (the
 //! same on every retry, so the receiving service can drop repeats), `Hookrelay-Event-Type`,
 //! `Hookrelay-Stored-At` (when JetStream stored the event, to measure lag), the configured
 //! static headers and, with `signing_secret`, a Standard Webhooks signature:
 //! `webhook-id` (the event uuid), `webhook-timestamp` (Unix seconds) and
-//! `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`.
+//! `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">` (the body sent:
+//! the transformed one, if transformed).
 //!
 //! The answer decides what follows: 2xx is done; 408, 429, 5xx, a connection error or a timeout
-//! is transient (retried on the subscriber's backoff); any other status is permanent
-//! (dead-lettered). Redirects are not followed: a POST must reach its final URL.
+//! is transient (retried on the subscriber's backoff); a 429 or 503 with `Retry-After` also
+//! pauses the whole subscriber that long (at most an hour); any other status is permanent
+//! (dead-lettered). Redirects are not followed: a request must reach its final URL.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use hookrelay::broker;
-use hookrelay::config::HttpActionSettings;
+use hookrelay::config::{HttpActionSettings, HttpMethod};
+use hookrelay::jq::Jq;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
@@ -24,6 +29,10 @@ use crate::action::{Action, ActionError, Event};
 
 /// How much of an error answer's body is kept in the failure reason.
 const MAX_ERROR_BODY: usize = 200;
+
+/// The longest pause a downstream's `Retry-After` gets: a longer one (or a date far ahead) is
+/// more likely a mistake than a plan, and would stall the subscriber.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 // Names made at compile time: a name given as a string is parsed again for every request.
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -36,7 +45,9 @@ const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature
 /// POSTs each event to one URL.
 pub struct HttpPost {
     client: reqwest::Client,
+    method: reqwest::Method,
     url: reqwest::Url,
+    transform: Option<Jq>,
     timeout: Duration,
     headers: HeaderMap,
     signing_key: Option<ring::hmac::Key>,
@@ -58,7 +69,18 @@ impl HttpPost {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let content_type = HeaderValue::from_str(&settings.content_type)
+            .map_err(|_| "content_type is not a valid header value".to_owned())?;
+        headers.insert(CONTENT_TYPE, content_type);
+        let transform = (settings.transform.as_deref())
+            .map(Jq::compile)
+            .transpose()
+            .map_err(|e| format!("transform: {e}"))?;
+        let method = match settings.method {
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+            HttpMethod::Patch => reqwest::Method::PATCH,
+        };
         let signing_key = settings
             .signing_key()
             .transpose()
@@ -72,14 +94,16 @@ impl HttpPost {
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(HttpPost {
             client,
+            method,
             url,
+            transform,
             timeout: settings.timeout,
             headers,
             signing_key,
         })
     }
 
-    fn event_headers(&self, event: &Event) -> Result<HeaderMap, ActionError> {
+    fn event_headers(&self, event: &Event, body: &[u8]) -> Result<HeaderMap, ActionError> {
         let value = |text: &str| {
             HeaderValue::from_str(text).map_err(|_| {
                 ActionError::Permanent(format!("{text:?} cannot be sent as a header value"))
@@ -96,7 +120,7 @@ impl HttpPost {
                 .unwrap_or_default()
                 .as_secs()
                 .to_string();
-            let signature = sign(key, &event.uuid, &timestamp, &event.raw);
+            let signature = sign(key, &event.uuid, &timestamp, body);
             headers.insert(WEBHOOK_ID, value(&event.uuid)?);
             headers.insert(WEBHOOK_TIMESTAMP, value(&timestamp)?);
             headers.insert(WEBHOOK_SIGNATURE, value(&signature)?);
@@ -123,10 +147,16 @@ pub fn sign(key: &ring::hmac::Key, id: &str, timestamp: &str, body: &[u8]) -> St
 #[async_trait::async_trait]
 impl Action for HttpPost {
     async fn handle(&self, event: &Event) -> Result<(), ActionError> {
-        let mut request = reqwest::Request::new(reqwest::Method::POST, self.url.clone());
+        let body = match &self.transform {
+            None => event.raw.clone(),
+            Some(transform) => (transform.transform(event.jq_input()?))
+                .map_err(|e| ActionError::Permanent(format!("transform: {e}")))?
+                .into(),
+        };
+        let mut request = reqwest::Request::new(self.method.clone(), self.url.clone());
         // Set as a whole: a builder's `headers` would insert them one by one into an empty map.
-        *request.headers_mut() = self.event_headers(event)?;
-        *request.body_mut() = Some(event.raw.clone().into());
+        *request.headers_mut() = self.event_headers(event, &body)?;
+        *request.body_mut() = Some(body.into());
         let response = self.client.execute(request).await;
         let mut response = match response {
             Ok(response) => response,
@@ -145,6 +175,11 @@ impl Action for HttpPost {
             }
         };
         let status = response.status();
+        let retry_after = (status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::SERVICE_UNAVAILABLE)
+            .then(|| response.headers().get(reqwest::header::RETRY_AFTER))
+            .flatten()
+            .and_then(|value| retry_after(value.to_str().ok()?, SystemTime::now()));
         if status.is_success() {
             // Read (a bounded part of) the body so the connection can be reused.
             let mut budget: usize = 64 * 1024;
@@ -169,12 +204,31 @@ impl Action for HttpPost {
             self.url,
             String::from_utf8_lossy(&body).trim()
         );
-        if is_transient(status) {
+        if let Some(retry_after) = retry_after {
+            Err(ActionError::Throttled {
+                reason: format!("{reason} (Retry-After: {}s)", retry_after.as_secs()),
+                retry_after,
+            })
+        } else if is_transient(status) {
             Err(ActionError::Transient(reason))
         } else {
             Err(ActionError::Permanent(reason))
         }
     }
+}
+
+/// A `Retry-After` value, delay-seconds or an HTTP date (RFC 9110 §10.2.3), as a wait from
+/// `now`, at most [`MAX_RETRY_AFTER`]. `None` when it says neither.
+pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or_default(),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// 408, 429 and 5xx may succeed later; any other failure will not.
@@ -213,6 +267,25 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date_and_at_most_an_hour() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date passed: no wait"
+        );
+        assert_eq!(retry_after("86400", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
     }
 
     #[test]

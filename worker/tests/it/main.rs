@@ -7,3 +7,4 @@ mod helpers;
 mod nats_secrets;
 mod operations;
 mod pipeline;
+mod shaping;

@@ -1,0 +1,214 @@
+//! jq in the configuration: a subscriber's `filter` and the `http` action's `transform`, in
+//! the language operators already use for JSON. Compiled once at start with jaq (a Rust
+//! implementation of jq: `jaq-core`, `jaq-std`, `jaq-json`), then run on each event.
+
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
+use jaq_json::Val;
+
+type Data = data::JustLut<Val>;
+
+/// A compiled jq expression.
+pub struct Jq {
+    filter: jaq_core::Filter<Data>,
+}
+
+impl std::fmt::Debug for Jq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Jq")
+    }
+}
+
+/// An event parsed for jq.
+#[derive(Debug, Clone)]
+pub struct Input(Val);
+
+impl Input {
+    /// Parses one JSON value, such as an event as Okta sent it.
+    pub fn parse(json: &[u8]) -> Result<Self, String> {
+        jaq_json::read::parse_single(json)
+            .map(Input)
+            .map_err(|e| format!("not JSON: {e}"))
+    }
+}
+
+impl Jq {
+    /// Compiles `code` with jq's standard library. The error says what is wrong and where
+    /// (`line:column`): a syntax error, or a function, variable or module that does not exist.
+    pub fn compile(code: &str) -> Result<Self, String> {
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs());
+        let arena = Arena::default();
+        let modules = Loader::new(defs)
+            .load(&arena, File { code, path: () })
+            .map_err(|errors| {
+                let mut found = Vec::new();
+                for (_, error) in errors {
+                    match error {
+                        jaq_core::load::Error::Io(io) => {
+                            found.extend(io.into_iter().map(|(_, e)| e));
+                        }
+                        jaq_core::load::Error::Lex(lex) => {
+                            found.extend(
+                                lex.into_iter()
+                                    .map(|(expect, at)| syntax(code, at, expect.as_str())),
+                            );
+                        }
+                        jaq_core::load::Error::Parse(parse) => {
+                            found.extend(
+                                parse
+                                    .into_iter()
+                                    .map(|(expect, at)| syntax(code, at, expect.as_str())),
+                            );
+                        }
+                    }
+                }
+                found.join("; ")
+            })?;
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errors| {
+                let found: Vec<String> = (errors.into_iter())
+                    .flat_map(|(_, undefined)| undefined)
+                    .map(|(name, kind)| {
+                        let what = match kind {
+                            jaq_core::compile::Undefined::Filter(arity) => {
+                                format!("function `{name}/{arity}`")
+                            }
+                            other => format!("{} `{name}`", other.as_str()),
+                        };
+                        format!("jq: unknown {what} at {}", position(code, name))
+                    })
+                    .collect();
+                found.join("; ")
+            })?;
+        Ok(Jq { filter })
+    }
+
+    /// Whether jq's `select(<this>)` keeps `input`: some output is neither `false` nor `null`.
+    /// An error before such an output is the expression's error (jq's message).
+    pub fn selects(&self, input: &Input) -> Result<bool, String> {
+        for output in self.run(input) {
+            if jaq_core::ValT::as_bool(&output?) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The one value `input` becomes, as compact JSON. No output, more than one, or one that
+    /// JSON cannot hold (`nan`, `infinite`, a byte string) is an error.
+    pub fn transform(&self, input: &Input) -> Result<Vec<u8>, String> {
+        let mut outputs = self.run(input);
+        let value = match outputs.next() {
+            Some(value) => value?,
+            None => return Err("jq: the transform gave no value (`empty`)".into()),
+        };
+        if outputs.next().is_some() {
+            return Err("jq: the transform gave more than one value".into());
+        }
+        let json = value.to_string().into_bytes();
+        // jaq writes `nan` and byte strings as they are, which no JSON reader takes.
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&json) {
+            return Err(format!("jq: the transform's value is not JSON ({e})"));
+        }
+        Ok(json)
+    }
+
+    fn run<'a>(&'a self, input: &Input) -> impl Iterator<Item = Result<Val, String>> + 'a {
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
+        (self.filter.id.run((ctx, input.0.clone())))
+            .map(unwrap_valr)
+            .map(|result| result.map_err(|e| format!("jq: {e}")))
+    }
+}
+
+/// `jq: syntax error at 1:7: expected …, found …`.
+fn syntax(code: &str, at: &str, expected: &str) -> String {
+    let found = match at.chars().next() {
+        None => "the end".to_owned(),
+        Some(_) => {
+            let token: String = at.chars().take(12).collect();
+            format!("`{}`", token.split_whitespace().next().unwrap_or(&token))
+        }
+    };
+    format!(
+        "jq: syntax error at {}: expected {expected}, found {found}",
+        position(code, at)
+    )
+}
+
+/// `line:column` (both from 1, columns in characters) of `part`, a slice of `code`.
+fn position(code: &str, part: &str) -> String {
+    let offset = (part.as_ptr() as usize)
+        .checked_sub(code.as_ptr() as usize)
+        .filter(|offset| *offset <= code.len())
+        .unwrap_or(code.len());
+    // A slice of a `str` starts on a character boundary.
+    let before = code.get(..offset).unwrap_or(code);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("{line}:{column}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(json: &str) -> Input {
+        Input::parse(json.as_bytes()).expect("JSON")
+    }
+
+    #[test]
+    fn a_filter_keeps_what_select_keeps() {
+        let event = input(r#"{"outcome": {"result": "FAILURE"}, "target": null}"#);
+        let keeps = |code: &str| Jq::compile(code).expect(code).selects(&event);
+        assert_eq!(keeps(r#".outcome.result == "FAILURE""#), Ok(true));
+        assert_eq!(keeps(r#".outcome.result == "SUCCESS""#), Ok(false));
+        assert_eq!(keeps(".target"), Ok(false), "null is false to select");
+        assert_eq!(keeps(".outcome"), Ok(true), "any other value is true");
+        assert_eq!(keeps("empty"), Ok(false));
+        assert_eq!(keeps("false, true"), Ok(true), "some output");
+        let error = keeps(r#".target[0].alternateId | endswith("@example.com")"#);
+        assert!(
+            error.as_ref().is_err_and(|e| e.starts_with("jq: ")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_transform_makes_one_json_value() {
+        let event = input(r#"{"uuid": "u1", "target": [{"alternateId": "a@example.com"}]}"#);
+        let made = |code: &str| Jq::compile(code).expect(code).transform(&event);
+        assert_eq!(
+            made(r#"{text: "new: \(.target[0].alternateId)", id: .uuid}"#).as_deref(),
+            Ok(br#"{"text":"new: a@example.com","id":"u1"}"#.as_slice())
+        );
+        for (code, says) in [
+            ("empty", "no value"),
+            (".uuid, .uuid", "more than one"),
+            ("nan", "not JSON"),
+            ("{a: nan}", "not JSON"),
+        ] {
+            let error = made(code).expect_err(code);
+            assert!(error.contains(says), "{code}: {error}");
+        }
+    }
+
+    #[test]
+    fn compile_errors_say_what_and_where() {
+        let error = |code: &str| Jq::compile(code).expect_err(code);
+        let syntax = error(".a |\n  if . then 1 els 2 end");
+        assert!(syntax.starts_with("jq: syntax error at 2:"), "{syntax}");
+        let unknown = error(r#".a | frobnicate(1)"#);
+        assert_eq!(unknown, "jq: unknown function `frobnicate/1` at 1:6");
+        let unclosed = error(r#"{text: "x""#);
+        assert!(unclosed.contains("syntax error at 1:"), "{unclosed}");
+        assert!(Jq::compile(r#"select(.a) | {b: .a}"#).is_ok());
+    }
+}
