@@ -7,4 +7,5 @@ mod helpers;
 mod nats_secrets;
 mod operations;
 mod pipeline;
+mod recipes;
 mod shaping;
