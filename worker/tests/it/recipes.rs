@@ -182,3 +182,83 @@ fn recipe_name(subscriber: &str) -> &'static str {
         other => panic!("no recipe has subscriber {other}"),
     }
 }
+
+/// Expressions operators write for Okta events, each run by hookrelay's jq and Debian's on every
+/// sample event: the same values, or an error from both.
+const COMMON: [&str; 24] = [
+    ".eventType",
+    ".target[]?.alternateId",
+    ".target[0].alternateId // \"none\"",
+    "[.target[]? | select(.type == \"UserGroup\") | .displayName]",
+    "any(.target[]?; .type == \"User\")",
+    ".actor.alternateId | endswith(\"@example.com\")",
+    ".actor.alternateId | test(\"^j[a-z]+\\\\.\")",
+    ".actor.alternateId | ascii_downcase | split(\"@\") | .[1]",
+    ".outcome.result == \"FAILURE\" and .outcome.reason != null",
+    "if .outcome.result == \"SUCCESS\" then \"ok\" else .outcome.reason end",
+    "{who: .actor.displayName, what: .displayMessage, when: .published}",
+    "\"\\(.actor.displayName) did \\(.eventType) at \\(.published)\"",
+    ".client.geographicalContext | {city, country}",
+    ".client.geographicalContext.geolocation | .lat + .lon",
+    ".target | length",
+    ".target | map(.id) | join(\",\")",
+    "keys",
+    "to_entries | map(select(.value == null) | .key)",
+    "has(\"debugContext\")",
+    ".published | sub(\"\\\\.[0-9]+Z$\"; \"Z\") | fromdateiso8601",
+    ".debugContext.debugData.requestUri | ltrimstr(\"/api/v1/\")",
+    ".target[0].alternateId | length > 3",
+    "[.actor, .target[]?] | unique_by(.id) | length",
+    ".securityContext | with_entries(select(.value != null))",
+];
+
+#[test]
+fn hookrelays_jq_gives_what_jq_gives_on_okta_events() {
+    let samples: Value = serde_json::from_str(SAMPLES).expect("samples");
+    let events = samples["data"]["events"].as_array().expect("events");
+    let mut differ = Vec::new();
+    for code in COMMON {
+        // Every output at once: `[…]` makes them one value.
+        let ours = hookrelay::jq::Jq::compile(&format!("[{code}]")).expect(code);
+        for event in events {
+            let input = hookrelay::jq::Input::parse(event.to_string().as_bytes()).expect("JSON");
+            let ours = ours
+                .transform(&input)
+                .map(|json| serde_json::from_slice::<Value>(&json).expect("JSON"));
+            let theirs = jq_all(code, event);
+            let same = match (&ours, &theirs) {
+                (Ok(ours), Ok(theirs)) => ours == &Value::Array(theirs.clone()),
+                (Err(_), Err(_)) => true,
+                _ => false,
+            };
+            if !same {
+                differ.push(format!(
+                    "{code} on {}: hookrelay {ours:?}, jq {theirs:?}",
+                    event["uuid"]
+                ));
+            }
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+/// Debian's jq's outputs, or its error.
+fn jq_all(program: &str, input: &Value) -> Result<Vec<Value>, String> {
+    let mut child = Command::new("jq")
+        .args(["-c", program])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("jq runs (apt-get install jq; .ci/run installs it)");
+    (child.stdin.take().expect("stdin"))
+        .write_all(input.to_string().as_bytes())
+        .expect("jq reads");
+    let output = child.wait_with_output().expect("jq finishes");
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok((String::from_utf8(output.stdout).expect("UTF-8").lines())
+        .map(|line| serde_json::from_str(line).expect("jq writes JSON"))
+        .collect())
+}

@@ -175,3 +175,41 @@ async fn retry_after_pauses_the_whole_subscriber() {
         "the throttled event is retried"
     );
 }
+
+#[tokio::test]
+async fn events_waiting_for_the_rate_limit_are_not_delivered_again() {
+    let stack = Stack::start().await;
+    let downstream = Downstream::start(|_, _| Reply::status(200)).await;
+    // Two starts a second and a 1 s ack_wait: the last of five events waits about 2 s, twice
+    // its ack_wait, holding a slot.
+    let (_dir, config) = http_subscriber_config(
+        &downstream.url,
+        "rate_limit = \"2/s\"\nack_wait = \"1s\"\nconcurrency = 5",
+    );
+    let receiver = stack.receiver().await;
+    let events: Vec<_> = (0..5)
+        .map(|i| user_created_event(&new_uuid(), &format!("limited{i}@example.com")))
+        .collect();
+    receiver.deliver(&delivery(&new_uuid(), events)).await;
+    let _worker = crate::helpers::start_worker_with(&stack, &config).await;
+
+    downstream
+        .wait_until(Duration::from_secs(20), |r| r.len() >= 5)
+        .await;
+    stack.wait_until_settled(CRM_SYNC_CONSUMER).await;
+    let requests = downstream.requests();
+    assert_eq!(requests.len(), 5, "each event once");
+    let spread = requests[4].at.duration_since(requests[0].at);
+    assert!(
+        spread >= Duration::from_millis(1900),
+        "five starts at 2/s: {spread:?}"
+    );
+    let info = (stack.events_stream().await)
+        .consumer_info(CRM_SYNC_CONSUMER)
+        .await
+        .expect("consumer info");
+    assert_eq!(
+        info.delivered.consumer_sequence, 5,
+        "no event delivered a second time while it waited"
+    );
+}
