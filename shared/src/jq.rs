@@ -123,7 +123,19 @@ impl Jq {
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
         (self.filter.id.run((ctx, input.0.clone())))
             .map(unwrap_valr)
-            .map(|result| result.map_err(|e| format!("jq: {e}")))
+            .map(|result| result.map_err(|e| error_text(&e.to_string())))
+    }
+}
+
+/// The most of a run-time error kept. jaq puts the value it failed on in its message, which
+/// can be the whole event; the message goes into the dead letter and the worker's log.
+const MAX_ERROR: usize = 120;
+
+/// `jq: <message>`, cut at [`MAX_ERROR`] characters (as jq cuts the values in its own).
+fn error_text(message: &str) -> String {
+    match message.char_indices().nth(MAX_ERROR) {
+        None => format!("jq: {message}"),
+        Some((cut, _)) => format!("jq: {}…", &message[..cut]),
     }
 }
 
@@ -232,6 +244,14 @@ mod tests {
             error.as_ref().is_err_and(|e| e.starts_with("jq: ")),
             "{error:?}"
         );
+        // jaq's message holds the value it failed on: the whole event here, which is cut.
+        let long = input(&format!(
+            r#"{{"a": "{}", "secret": "s3cr3t"}}"#,
+            "x".repeat(300)
+        ));
+        let error = (Jq::compile("error").expect("error").selects(&long)).expect_err("fails");
+        assert!(error.chars().count() <= MAX_ERROR + 6, "{error}");
+        assert!(!error.contains("s3cr3t"), "{error}");
     }
 
     #[test]

@@ -288,7 +288,7 @@ impl Subscriber {
     /// says actions finish without waiting (`noop`, a log line), right here, which costs no
     /// task. An action that waits, of a subscriber with one slot, is returned for the loop to
     /// run: with nothing to run beside it a task buys no parallelism, and costs a spawn and a
-    /// wake-up of another thread per event (about 9% of `http`'s rate at concurrency 1).
+    /// wake-up of another thread per event (`http`/1 went from 0.865 to 0.892 of its ceiling).
     fn start(
         self: &Arc<Self>,
         message: Option<jetstream::Message>,
@@ -377,7 +377,7 @@ impl Subscriber {
             {
                 Err(given_up) => Err(given_up),
                 Ok(false) => {
-                    let _ = self.ack(&message).await;
+                    self.ack(&message).await;
                     self.metrics.handled(Outcome::Filtered);
                     return;
                 }

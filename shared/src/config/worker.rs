@@ -107,17 +107,6 @@ impl std::str::FromStr for Rate {
     }
 }
 
-impl std::fmt::Display for Rate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let unit = match self.per.as_secs() {
-            1 => "s",
-            60 => "m",
-            _ => "h",
-        };
-        write!(f, "{}/{unit}", self.count)
-    }
-}
-
 /// A list of durations written as `["1s", "5s"]`.
 fn durations<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
     let list: Vec<humantime_serde::Serde<Duration>> = Deserialize::deserialize(deserializer)?;

@@ -52,25 +52,7 @@ fn pointed_at(toml: &str, url: &str) -> String {
 
 /// What Debian's jq outputs for `program` on `input`, one value per output.
 fn jq(program: &str, input: &Value) -> Vec<Value> {
-    let mut child = Command::new("jq")
-        .args(["-c", program])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("jq runs (apt-get install jq; .ci/run installs it)");
-    (child.stdin.take().expect("stdin"))
-        .write_all(input.to_string().as_bytes())
-        .expect("jq reads");
-    let output = child.wait_with_output().expect("jq finishes");
-    assert!(
-        output.status.success(),
-        "jq {program}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (String::from_utf8(output.stdout).expect("UTF-8").lines())
-        .map(|line| serde_json::from_str(line).expect("jq writes JSON"))
-        .collect()
+    jq_all(program, input).unwrap_or_else(|e| panic!("jq {program}: {e}"))
 }
 
 fn tail(uuid: &str) -> &str {
