@@ -179,7 +179,13 @@ impl Action for HttpPost {
             || status == StatusCode::SERVICE_UNAVAILABLE)
             .then(|| response.headers().get(reqwest::header::RETRY_AFTER))
             .flatten()
-            .and_then(|value| retry_after(value.to_str().ok()?, SystemTime::now()));
+            .and_then(|value| {
+                // A date is read by the downstream's clock (its `Date`), as Okta's resets are.
+                let now = (response.headers().get(reqwest::header::DATE))
+                    .and_then(|date| httpdate::parse_http_date(date.to_str().ok()?).ok())
+                    .unwrap_or_else(SystemTime::now);
+                retry_after(value.to_str().ok()?, now)
+            });
         if status.is_success() {
             // Read (a bounded part of) the body so the connection can be reused.
             let mut budget: usize = 64 * 1024;
