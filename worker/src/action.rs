@@ -61,9 +61,7 @@ impl Event {
             Err(e) => Err(ActionError::Permanent(e.clone())),
         }
     }
-}
 
-impl Event {
     /// The event as jq reads it, parsed on first use. An event that does not parse is a
     /// permanent failure.
     pub fn jq_input(&self) -> Result<&hookrelay::jq::Input, ActionError> {

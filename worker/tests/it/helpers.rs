@@ -1,9 +1,10 @@
 //! The `worker` binary as a child process whose log lines the test reads, on one test's
 //! [`Stack`] (whose receiver runs in this process).
 
+use std::net::SocketAddr;
 use std::path::Path;
 
-use hookrelay_testkit::{Process, Stack};
+use hookrelay_testkit::{Process, Stack, free_port};
 
 /// The `worker` binary with the stack's configuration, once it says it is ready.
 pub async fn start_worker(stack: &Stack) -> Process {
@@ -14,6 +15,18 @@ pub async fn start_worker(stack: &Stack) -> Process {
 pub async fn start_worker_with(stack: &Stack, config: &Path) -> Process {
     let binary = Path::new(env!("CARGO_BIN_EXE_worker"));
     Process::start(binary, config, &stack.env, "worker ready").await
+}
+
+/// A worker with the configuration at `config` on the stack's server, and its admin address.
+pub async fn worker_with_admin(stack: &Stack, config: &Path) -> (Process, SocketAddr) {
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut env = stack.env.clone();
+    env.insert("HOOKRELAY__WORKER__ADMIN_LISTEN".into(), admin.to_string());
+    let binary = Path::new(env!("CARGO_BIN_EXE_worker"));
+    (
+        Process::start(binary, config, &env, "worker ready").await,
+        admin,
+    )
 }
 
 /// A configuration file with one subscriber whose `http` action POSTs to `url`; `extra` adds

@@ -1,26 +1,10 @@
 //! What an operator sees of the worker: `/metrics` and `/readyz`, from the real binary.
 
-use std::net::SocketAddr;
-use std::path::Path;
-
 use hookrelay_testkit::{
-    Downstream, PATIENCE, Process, Reply, Stack, delivery, free_port, metric, new_uuid, scrape,
-    user_created_event,
+    Downstream, PATIENCE, Reply, Stack, delivery, metric, new_uuid, scrape, user_created_event,
 };
 
-use crate::helpers::{CRM_SYNC_CONSUMER, http_subscriber_config};
-
-/// A worker with the configuration at `config` on the stack's server, and its admin address.
-async fn worker_with_admin(stack: &Stack, config: &Path) -> (Process, SocketAddr) {
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut env = stack.env.clone();
-    env.insert("HOOKRELAY__WORKER__ADMIN_LISTEN".into(), admin.to_string());
-    let binary = Path::new(env!("CARGO_BIN_EXE_worker"));
-    (
-        Process::start(binary, config, &env, "worker ready").await,
-        admin,
-    )
-}
+use crate::helpers::{CRM_SYNC_CONSUMER, http_subscriber_config, worker_with_admin};
 
 #[tokio::test]
 async fn metrics_count_outcomes_and_show_each_consumers_lag() {

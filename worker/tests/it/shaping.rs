@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use hookrelay_testkit::{
-    Downstream, Reply, Stack, delivery, event_of_type, free_port, header, metric, new_uuid, scrape,
+    Downstream, Reply, Stack, delivery, event_of_type, header, metric, new_uuid, scrape,
     user_created_event,
 };
 use serde_json::json;
 
-use crate::helpers::{CRM_SYNC_CONSUMER, http_subscriber_config};
+use crate::helpers::{CRM_SYNC_CONSUMER, http_subscriber_config, worker_with_admin};
 
 #[tokio::test]
 async fn a_filter_skips_events_and_dead_letters_the_one_it_fails_on() {
@@ -23,11 +23,7 @@ async fn a_filter_skips_events_and_dead_letters_the_one_it_fails_on() {
         r#"filter = '.target[0].alternateId | endswith("@example.com")'"#,
     );
     let receiver = stack.receiver().await;
-    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut env = stack.env.clone();
-    env.insert("HOOKRELAY__WORKER__ADMIN_LISTEN".into(), admin.to_string());
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_worker"));
-    let mut worker = hookrelay_testkit::Process::start(binary, &config, &env, "worker ready").await;
+    let (mut worker, admin) = worker_with_admin(&stack, &config).await;
 
     let kept = new_uuid();
     // No target: `.target[0].alternateId` is null, and `endswith` fails on null.
