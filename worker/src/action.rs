@@ -2,11 +2,13 @@
 //! and the subscriber decides what follows: a transient failure is retried on the subscriber's
 //! backoff, a permanent one is dead-lettered at once.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use hookrelay::event::OktaEvent;
+use hookrelay::jq::Fields;
 
 /// One stored event, handed to an action. Its JSON is parsed only when an action asks for it
 /// ([`Event::okta`]): forwarding the raw bytes (`http`) or nothing (`noop`) never pays for it.
@@ -27,6 +29,8 @@ pub struct Event {
     parsed: std::sync::OnceLock<Result<Box<OktaEvent>, String>>,
     /// The event as jq reads it, for a `filter` and a `transform`: parsed once for both.
     jq: std::sync::OnceLock<Result<Box<hookrelay::jq::Input>, String>>,
+    /// The top-level fields they read: all that is built for them (all when `None`).
+    jq_fields: Option<Arc<Fields>>,
 }
 
 impl Event {
@@ -45,7 +49,15 @@ impl Event {
             stored_at,
             parsed: std::sync::OnceLock::new(),
             jq: std::sync::OnceLock::new(),
+            jq_fields: None,
         }
+    }
+
+    /// Builds the event for jq with only `fields`: what every jq expression that will run on
+    /// it reads ([`Fields::read_by`]).
+    pub fn reading(mut self, fields: Arc<Fields>) -> Self {
+        self.jq_fields = Some(fields);
+        self
     }
 
     /// The members actions commonly need, parsed on first use. An event that does not parse is
@@ -62,10 +74,13 @@ impl Event {
         }
     }
 
-    /// The event as jq reads it, parsed on first use. An event that does not parse is a
-    /// permanent failure.
+    /// The event as jq reads it (the fields given to [`Event::reading`]), parsed on first use.
+    /// An event that does not parse is a permanent failure.
     pub fn jq_input(&self) -> Result<&hookrelay::jq::Input, ActionError> {
-        let parsed = (self.jq).get_or_init(|| hookrelay::jq::Input::parse(&self.raw).map(Box::new));
+        let parsed = (self.jq).get_or_init(|| {
+            let fields = self.jq_fields.as_deref().unwrap_or(&Fields::All);
+            hookrelay::jq::Input::parse_fields(self.raw.clone(), fields).map(Box::new)
+        });
         match parsed {
             Ok(input) => Ok(input),
             Err(e) => Err(ActionError::Permanent(format!("the event is {e}"))),

@@ -24,8 +24,8 @@ use async_nats::jetstream::{self, AckKind};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use hookrelay::config::SubscriberSettings;
-use hookrelay::jq::Jq;
+use hookrelay::config::{ActionSettings, SubscriberSettings};
+use hookrelay::jq::{Fields, Jq};
 use hookrelay::subject::{self, header};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -93,11 +93,28 @@ async fn pause_until(after: Option<Instant>) {
     }
 }
 
+/// What jq reads of each event for `settings`: its filter's and its action's transform's fields.
+fn jq_fields(settings: &SubscriberSettings) -> Fields {
+    let none = || Fields::Only(Vec::new());
+    let filter = (settings.filter.as_deref()).map_or_else(none, Fields::read_by);
+    let action = match &settings.action {
+        ActionSettings::Http(http) => {
+            (http.transform.as_deref()).map_or_else(none, Fields::read_by)
+        }
+        // These read the event as `Event::okta`, not as jq. (An action of yours that calls
+        // `Event::jq_input` reads `Fields::All`.)
+        ActionSettings::UserAdded | ActionSettings::Log | ActionSettings::Noop => none(),
+    };
+    filter.and(action)
+}
+
 /// One configured subscriber with its action.
 pub struct Subscriber {
     settings: SubscriberSettings,
     action: Arc<dyn Action>,
     filter: Option<Jq>,
+    /// The event's top-level fields the filter and the action's transform read.
+    jq_fields: Arc<Fields>,
     gate: Gate,
     js: jetstream::Context,
     permits: Arc<Semaphore>,
@@ -120,6 +137,7 @@ impl Subscriber {
         Ok(Subscriber {
             gate: Gate::new(rate),
             filter,
+            jq_fields: Arc::new(jq_fields(&settings)),
             settings,
             action,
             js,
@@ -369,7 +387,8 @@ impl Subscriber {
             message.payload.clone(),
             headers,
             stored_at,
-        );
+        )
+        .reading(self.jq_fields.clone());
         let _in_flight = self.metrics.in_flight();
         async {
             let outcome = match settle::may_run(&self.settings, delivered)

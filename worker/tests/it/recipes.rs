@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hookrelay::config::{ActionSettings, Settings};
+use hookrelay::jq::{Fields, Input, Jq};
 use hookrelay_testkit::{Downstream, Reply, Stack};
 use serde_json::Value;
 
@@ -199,11 +200,27 @@ fn hookrelays_jq_gives_what_jq_gives_on_okta_events() {
     let samples: Value = serde_json::from_str(SAMPLES).expect("samples");
     let events = samples["data"]["events"].as_array().expect("events");
     let mut differ = Vec::new();
+    let mut projected = 0;
     for code in COMMON {
         // Every output at once: `[…]` makes them one value.
-        let ours = hookrelay::jq::Jq::compile(&format!("[{code}]")).expect(code);
+        let all = format!("[{code}]");
+        let ours = Jq::compile(&all).expect(code);
+        // As the worker runs it: the event built with only the fields the code reads.
+        let fields = Fields::read_by(&all);
+        projected += usize::from(fields != Fields::All);
+        let filter = Jq::compile(code).expect(code);
+        let filter_fields = Fields::read_by(code);
         for event in events {
-            let input = hookrelay::jq::Input::parse(event.to_string().as_bytes()).expect("JSON");
+            let json = event.to_string();
+            let input = Input::parse_fields(json.clone(), &fields).expect("JSON");
+            let whole = Input::parse(json.clone()).expect("JSON");
+            let for_filter = Input::parse_fields(json, &filter_fields).expect("JSON");
+            if filter.selects(&for_filter) != filter.selects(&whole) {
+                differ.push(format!(
+                    "{code} as a filter on {}: not as on the whole event",
+                    event["uuid"]
+                ));
+            }
             let ours = ours
                 .transform(&input)
                 .map(|json| serde_json::from_slice::<Value>(&json).expect("JSON"));
@@ -222,6 +239,11 @@ fn hookrelays_jq_gives_what_jq_gives_on_okta_events() {
         }
     }
     assert!(differ.is_empty(), "{}", differ.join("\n"));
+    assert!(
+        projected >= 18,
+        "{projected} of {} read only some fields",
+        COMMON.len()
+    );
 }
 
 /// Debian's jq's outputs, or its error.
