@@ -28,6 +28,20 @@ pub enum ApiError {
     MethodNotAllowed,
 }
 
+/// Every error code an answer can carry: what `hookrelay_receiver_deliveries_rejected_total`
+/// counts by, each series there from the start.
+pub(crate) const CODES: [&str; 9] = [
+    "unauthorized",
+    "bad_verification",
+    "unsupported_media_type",
+    "bad_body",
+    "body_timeout",
+    "invalid_delivery",
+    "unavailable",
+    "not_found",
+    "method_not_allowed",
+];
+
 impl ApiError {
     /// The status and the error code (`unauthorized`, …) of this answer.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -82,5 +96,30 @@ impl IntoResponse for ApiError {
             Json(serde_json::json!({ "error": code, "message": message })),
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_answer_code_is_counted_from_the_start() {
+        let every = [
+            ApiError::Unauthorized,
+            ApiError::BadChallenge("x"),
+            ApiError::UnsupportedMediaType,
+            ApiError::Body {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: String::new(),
+            },
+            ApiError::BodyTimeout,
+            ApiError::InvalidDelivery(String::new()),
+            ApiError::Unavailable,
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+        ];
+        let codes: Vec<&str> = every.iter().map(|e| e.status_and_code().1).collect();
+        assert_eq!(codes, CODES);
     }
 }

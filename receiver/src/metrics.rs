@@ -91,7 +91,7 @@ impl Default for Metrics {
             Unit::Seconds,
             request_duration.clone(),
         );
-        let rejected = Family::default();
+        let rejected = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "deliveries_rejected",
             "Requests answered with an error, by its code (`unauthorized`, `invalid_delivery`, \
@@ -105,7 +105,7 @@ impl Default for Metrics {
              `duplicate` when it already had the uuid)",
             events.clone(),
         );
-        let dead_lettered = Family::default();
+        let dead_lettered = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "events_dead_lettered",
             "Events stored on okta.dlq.receiver, by reason (`unroutable`, `too_large`)",
@@ -118,6 +118,14 @@ impl Default for Metrics {
             Unit::Seconds,
             publish_duration.clone(),
         );
+        // At 0 from the start: `increase()` sees no rise in a series whose first sample is
+        // already 1, so an alert on 503s or 401s would miss the first burst.
+        for reason in crate::error::CODES {
+            drop(rejected.get_or_create(&ReasonLabels { reason }));
+        }
+        for reason in hookrelay::publish::DEAD_LETTER_REASONS {
+            drop(dead_lettered.get_or_create(&ReasonLabels { reason }));
+        }
         let hook_ok = requests.get_or_create_owned(&RequestLabels {
             route: Route::Hook.label(),
             status: 200,

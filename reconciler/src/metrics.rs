@@ -13,6 +13,17 @@ pub(crate) struct KindLabels {
 }
 
 /// Every metric the reconciler keeps.
+/// The kinds of [`Metrics::error`], as its help text lists them.
+const ERROR_KINDS: [&str; 7] = [
+    "refused",
+    "unavailable",
+    "invalid",
+    "next_link",
+    "publish",
+    "cursor",
+    "client",
+];
+
 pub struct Metrics {
     registry: Registry,
     pub(crate) recovered: Counter,
@@ -62,7 +73,12 @@ impl Default for Metrics {
             "hook_delivery_failures",
             "Failed event hook deliveries Okta recorded (event_hook.delivery events)",
         );
-        let errors = Family::default();
+        let errors = Family::<KindLabels, Counter>::default();
+        // At 0 from the start: `increase()` sees no rise in a series whose first sample is
+        // already 1, so an alert would miss the first failure.
+        for kind in ERROR_KINDS {
+            drop(errors.get_or_create(&KindLabels { kind }));
+        }
         registry.register(
             "errors",
             "Failed polls, by kind (`refused`: Okta refused the request; `unavailable`: 429s, \

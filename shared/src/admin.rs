@@ -43,9 +43,10 @@ pub fn router<S: Status>(status: Arc<S>) -> Router {
         .route(
             "/metrics",
             get(|State(status): State<Arc<S>>| async move {
+                let (ready, metrics) = tokio::join!(status.ready(), status.metrics());
                 (
                     [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-                    status.metrics().await,
+                    with_readiness(metrics, ready.is_ok()),
                 )
             }),
         )
@@ -61,6 +62,22 @@ fn ready(state: Result<(), String>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// `metrics` with `hookrelay_ready`: what `/readyz` answers, for an alert on a process that is
+/// up but cannot do its job.
+fn with_readiness(mut metrics: String, ready: bool) -> String {
+    let end = metrics.rfind("# EOF").unwrap_or(metrics.len());
+    metrics.insert_str(
+        end,
+        &format!(
+            "# HELP hookrelay_ready 1 when /readyz answers 200 (the process can do its job), else 0.\n\
+             # TYPE hookrelay_ready gauge\n\
+             hookrelay_ready {}\n",
+            u8::from(ready)
+        ),
+    );
+    metrics
 }
 
 /// `registry` in the OpenMetrics text format.

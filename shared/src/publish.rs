@@ -28,10 +28,14 @@ pub trait PublishMetrics: Send + Sync {
     fn delivery_published(&self, took: Duration);
     /// An event of `event_type` was acknowledged (`duplicate`: JetStream already had it).
     fn event_published(&self, event_type: &str, duplicate: bool);
-    /// An event was stored in the receiver's dead letters for `reason` (`unroutable` or
-    /// `too_large`).
+    /// An event was stored in the receiver's dead letters for `reason`, one of
+    /// [`DEAD_LETTER_REASONS`].
     fn event_dead_lettered(&self, reason: &'static str);
 }
+
+/// Why the publisher dead-letters an event: no usable type or uuid, or larger than the
+/// broker's messages allow.
+pub const DEAD_LETTER_REASONS: [&str; 2] = ["unroutable", "too_large"];
 
 /// No metrics, for an ingress that reports its own summary (backfill).
 impl PublishMetrics for () {
