@@ -175,10 +175,10 @@ fn receiver_environment_is_a_valid_receiver_configuration() {
         settings.receiver.listen.ip().is_unspecified(),
         "the hook port is reachable from outside the container"
     );
-    assert!(
-        settings.receiver.admin_listen.ip().is_loopback(),
-        "the admin port stays inside the container"
-    );
+    // /metrics and /readyz answer on the compose network, for the monitoring profile's
+    // Prometheus; only the hook port is published (above).
+    assert_eq!(settings.receiver.admin_listen.port(), 9082);
+    assert!(settings.receiver.admin_listen.ip().is_unspecified());
 }
 
 #[test]
@@ -301,6 +301,78 @@ fn the_tunnel_profile_runs_ngrok_against_the_receiver() {
     assert_eq!(
         tunnel["depends_on"]["receiver"]["condition"].as_str(),
         Some("service_healthy")
+    );
+}
+
+#[test]
+fn the_monitoring_profile_scrapes_every_admin_port_and_loads_the_alerts_and_dashboard() {
+    let compose = compose();
+    let prometheus = service(&compose, "prometheus");
+    let grafana = service(&compose, "grafana");
+    for (name, service, port) in [("prometheus", prometheus, 9090), ("grafana", grafana, 3000)] {
+        assert_eq!(strings(&service["profiles"]), ["monitoring"], "{name}");
+        assert_eq!(
+            strings(&service["ports"]),
+            [format!("127.0.0.1:{port}:{port}")],
+            "{name} on loopback only"
+        );
+    }
+    let mounts = strings(&prometheus["volumes"]);
+    assert!(
+        mounts.contains(&"./deploy/prometheus:/etc/prometheus:ro".to_owned()),
+        "{mounts:?}"
+    );
+
+    // Each scrape job's DNS name and port are a service and its admin port.
+    let text = std::fs::read_to_string(root().join("deploy/prometheus/prometheus.yml"))
+        .expect("prometheus.yml");
+    let config = YamlLoader::load_from_str(&text).expect("YAML").remove(0);
+    let jobs = config["scrape_configs"].as_vec().expect("scrape_configs");
+    let admin = |name: &str| {
+        let settings = settings_of(service(&compose, name));
+        match name {
+            "receiver" => settings.receiver.admin_listen,
+            "worker" => settings.worker.admin_listen,
+            _ => settings.reconciler.admin_listen,
+        }
+    };
+    let mut scraped = Vec::new();
+    for job in jobs {
+        let sd = &job["dns_sd_configs"][0];
+        let name = sd["names"][0].as_str().expect("a name");
+        let listen = admin(name);
+        assert!(
+            listen.ip().is_unspecified(),
+            "{name}'s admin port answers on the network"
+        );
+        assert_eq!(
+            sd["port"].as_i64(),
+            Some(i64::from(listen.port())),
+            "{name}"
+        );
+        assert_eq!(
+            job["job_name"].as_str(),
+            Some(format!("hookrelay-{name}").as_str())
+        );
+        scraped.push(name.to_owned());
+    }
+    assert_eq!(scraped, ["receiver", "worker", "reconciler"]);
+    assert_eq!(strings(&config["rule_files"]), ["alerts.yml"]);
+
+    let mounts = strings(&grafana["volumes"]);
+    for mount in [
+        "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro",
+        "./deploy/grafana/dashboards:/etc/grafana/dashboards:ro",
+    ] {
+        assert!(mounts.contains(&mount.to_owned()), "{mounts:?}");
+    }
+    let provider = std::fs::read_to_string(
+        root().join("deploy/grafana/provisioning/dashboards/hookrelay.yml"),
+    )
+    .expect("the dashboard provider");
+    assert!(
+        provider.contains("path: /etc/grafana/dashboards"),
+        "{provider}"
     );
 }
 

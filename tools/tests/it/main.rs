@@ -6,5 +6,6 @@ mod dead_letters;
 mod helpers;
 mod hooks;
 mod least_privilege;
+mod monitoring;
 mod nats_auth;
 mod simulate;
