@@ -151,8 +151,7 @@ impl SystemLog {
             .map_err(|e| OktaError::Client(format!("reading a page: {e}")))?;
         if let Some(wait) = share_used_wait(&headers, self.share) {
             calls.rate_limit_waits += 1;
-            tracing::info!(?wait, "rate limit share used: waiting for it to reset");
-            tokio::time::sleep(wait).await;
+            pause(wait, "this reader's share of Okta's rate limit is used").await;
         }
         Ok(Page {
             body,
@@ -242,7 +241,25 @@ pub(crate) async fn send<B: serde::Serialize + ?Sized>(
         attempt += 1;
         calls.retries += 1;
         tracing::warn!(%why, ?wait, attempt, path = url.path(), "Okta request failed; trying again");
-        tokio::time::sleep(wait).await;
+        pause(wait, &format!("{} answered {why}", url.path())).await;
+    }
+}
+
+/// Waits `wait`; one longer than a second says so at its start and every 5 s, so that a
+/// rate-limit pause of a minute never looks like a hang.
+async fn pause(wait: Duration, why: &str) {
+    const EVERY: Duration = Duration::from_secs(5);
+    let end = tokio::time::Instant::now() + wait;
+    if wait <= Duration::from_secs(1) {
+        return tokio::time::sleep_until(end).await;
+    }
+    loop {
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tracing::info!("{why}: waiting, {}s left", left.as_secs_f64().ceil());
+        tokio::time::sleep(left.min(EVERY)).await;
     }
 }
 

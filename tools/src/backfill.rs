@@ -22,6 +22,7 @@ use hookrelay::publish::Publisher;
 use hookrelay::{Settings, broker, subject};
 use serde_json::value::RawValue;
 
+use crate::count;
 use crate::progress::Progress;
 
 /// How far an event's stored time may precede its `published` time (clocks of Okta and of the
@@ -70,18 +71,22 @@ pub struct Report {
 
 impl Report {
     pub fn summary(&self, dry_run: bool) -> String {
+        let n = |n: usize| n as u64;
         format!(
-            "{} pages, {} events read: {} already stored, {} {}, {} duplicates, {} dead-lettered; \
-             {} rate-limit waits, {} retries",
-            self.pages,
-            self.read,
+            "{}, {} read: {} already stored, {} {}, {}, {} dead-lettered; {}, {}",
+            count(n(self.pages), "page", "pages"),
+            count(n(self.read), "event", "events"),
             self.already_stored,
             self.stored,
             if dry_run { "would be stored" } else { "stored" },
-            self.duplicates,
+            count(n(self.duplicates), "duplicate", "duplicates"),
             self.dead_lettered,
-            self.rate_limit_waits,
-            self.retries,
+            count(
+                n(self.rate_limit_waits),
+                "rate-limit wait",
+                "rate-limit waits"
+            ),
+            count(n(self.retries), "retry", "retries"),
         )
     }
 }
@@ -119,10 +124,7 @@ pub async fn run(
             bail!("{event_type:?} is not an Okta event type");
         }
     }
-    let mut stream = js
-        .get_stream(&settings.nats.stream)
-        .await
-        .with_context(|| format!("opening stream {}", settings.nats.stream))?;
+    let mut stream = crate::open_stream(js, &settings.nats.stream).await?;
     let read_from = job.since - CLOCK_SKEW;
     if let Some(kept) = remembered_since(&mut stream).await?
         && read_from < kept
@@ -137,13 +139,16 @@ pub async fn run(
         );
     }
     let mut progress = Progress::new();
-    let mut known = broker::stored_uuids(&stream, read_from, |count| {
-        progress.tick(|| format!("{count} stored events read from the stream"));
+    let mut known = broker::stored_uuids(&stream, read_from, |read| {
+        progress.tick(|| {
+            let read = count(read as u64, "stored event", "stored events");
+            format!("{read} read from the stream")
+        });
     })
     .await?;
     eprintln!(
-        "{} events already stored since {}",
-        known.len(),
+        "{} already stored since {}",
+        count(known.len() as u64, "event", "events"),
         humantime::format_rfc3339_seconds(read_from)
     );
 

@@ -32,12 +32,8 @@ pub struct DeadLetter {
     /// How many times the subscriber was handed the event.
     pub deliveries: Option<u64>,
     /// When it was dead-lettered (stored in the dead-letter stream).
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::rfc3339")]
     pub stored: SystemTime,
-}
-
-fn rfc3339<S: serde::Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&humantime::format_rfc3339_millis(*time))
 }
 
 /// Which dead letters a command applies to: every given criterion must match (several values
@@ -181,9 +177,9 @@ pub struct Replayed {
 impl Replayed {
     pub fn summary(&self, dry_run: bool) -> String {
         format!(
-            "{} {} dead letters, skipped {}",
+            "{} {}, skipped {}",
             if dry_run { "would replay" } else { "replayed" },
-            self.replayed,
+            crate::count(self.replayed as u64, "dead letter", "dead letters"),
             self.skipped.len()
         )
     }
@@ -198,14 +194,8 @@ pub async fn replay(
     filter: &Filter,
     dry_run: bool,
 ) -> anyhow::Result<Replayed> {
-    let dlq = js
-        .get_stream(&settings.nats.dlq_stream)
-        .await
-        .with_context(|| format!("opening stream {}", settings.nats.dlq_stream))?;
-    let mut events = js
-        .get_stream(&settings.nats.stream)
-        .await
-        .with_context(|| format!("opening stream {}", settings.nats.stream))?;
+    let dlq = crate::open_stream(js, &settings.nats.dlq_stream).await?;
+    let mut events = crate::open_stream(js, &settings.nats.stream).await?;
     let takes_replays = format!("{}.>", subject::REPLAY_PREFIX);
     if !events
         .info()
@@ -231,7 +221,7 @@ pub async fn replay(
             Ok(_) => {
                 bound.insert(*name);
             }
-            Err(e) if is_not_found(&e) => {}
+            Err(e) if crate::is_not_found(&e) => {}
             // Not "unbound": a broker that did not answer, or a user that may not ask.
             Err(e) => anyhow::bail!("cannot look up consumer {durable}: {e}"),
         }
@@ -372,10 +362,7 @@ impl Command {
     /// Runs the dead-letter command.
     pub async fn run(self, settings: &Settings) -> anyhow::Result<bool> {
         let js = crate::connect(settings).await?;
-        let dlq = js
-            .get_stream(&settings.nats.dlq_stream)
-            .await
-            .with_context(|| format!("opening stream {}", settings.nats.dlq_stream))?;
+        let dlq = crate::open_stream(&js, &settings.nats.dlq_stream).await?;
         match self {
             Command::List { filter, json } => {
                 let letters = list(&dlq, &filter.into()).await?;
@@ -385,7 +372,10 @@ impl Command {
                     }
                 } else {
                     print!("{}", table(&letters, SystemTime::now()));
-                    eprintln!("{} dead letters", letters.len());
+                    eprintln!(
+                        "{}",
+                        crate::count(letters.len() as u64, "dead letter", "dead letters")
+                    );
                 }
             }
             Command::Show { sequence } => {
@@ -407,15 +397,5 @@ impl Command {
             }
         }
         Ok(true)
-    }
-}
-
-/// Whether the consumer does not exist (JetStream said so, as opposed to not answering).
-fn is_not_found(error: &jetstream::context::ConsumerInfoError) -> bool {
-    use jetstream::context::ConsumerInfoErrorKind::{JetStream, NotFound};
-    match error.kind() {
-        NotFound => true,
-        JetStream(e) => e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND,
-        _ => false,
     }
 }

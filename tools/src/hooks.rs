@@ -384,7 +384,14 @@ async fn rotate(
         "Okta uses the new secret; the old ones stay accepted for {:?}",
         args.grace
     );
-    tokio::time::sleep(args.grace).await;
+    let mut progress = crate::progress::Progress::new();
+    while let Some(left) = args.grace.checked_sub(progress.elapsed()) {
+        progress.tick(|| format!("old secrets still accepted: {}s left", left.as_secs()));
+        tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+        if left.is_zero() {
+            break;
+        }
+    }
     write_secrets(file, &format!("{}\n", new.expose_secret()))?;
     let removed = old.lines().filter(|l| !l.trim().is_empty()).count();
     println!(

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hookrelay::Settings;
-use hookrelay_tools::{backfill, dead_letters, hooks, simulate};
+use hookrelay_tools::{backfill, dead_letters, events, hooks, simulate};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +32,9 @@ enum Command {
     /// List, show and replay dead letters.
     #[command(subcommand)]
     DeadLetters(dead_letters::Command),
+    /// Where an event is (`show <uuid>`), and the stored events of a time range (`list`).
+    #[command(subcommand)]
+    Events(events::Command),
     /// Store the events a hook missed, read from Okta's System Log API. The API token is read
     /// from the environment variable OKTA_API_TOKEN.
     Backfill(backfill::Args),
@@ -56,11 +59,21 @@ async fn main() -> ExitCode {
 /// Runs the command; `Ok(false)` when it ran but what it checked failed.
 async fn run() -> anyhow::Result<bool> {
     let cli = Cli::parse();
+    hookrelay::telemetry::init_for_tools();
+    if !cli.config.exists() {
+        anyhow::bail!(
+            "no configuration file at {}: point at one with --config <file> or \
+             HOOKRELAY_CONFIG=<file> (the project's is config/default.toml; in the compose \
+             stack, `docker compose run --rm receiver hookrelayctl …` has it)",
+            cli.config.display()
+        );
+    }
     let settings =
         Settings::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
     match cli.command {
         Command::Simulate(args) => args.run(&settings).await,
         Command::DeadLetters(command) => command.run(&settings).await,
+        Command::Events(command) => command.run(&settings).await,
         Command::Backfill(args) => args.run(&settings).await,
         Command::Hooks(command) => command.run(&settings).await,
     }

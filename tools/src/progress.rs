@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 /// Prints at most one progress line per [`Progress::EVERY`].
 pub struct Progress {
     started: Instant,
-    last: Option<Instant>,
+    last: Instant,
 }
 
 impl Progress {
@@ -14,17 +14,19 @@ impl Progress {
     pub const EVERY: Duration = Duration::from_secs(1);
 
     pub fn new() -> Self {
+        let started = Instant::now();
+        // The first line after a second: a short run prints none.
         Progress {
-            started: Instant::now(),
-            last: None,
+            started,
+            last: started,
         }
     }
 
     /// Prints `line()` if a second has passed since the last line.
     pub fn tick(&mut self, line: impl FnOnce() -> String) {
         let now = Instant::now();
-        if self.last.is_none_or(|last| now - last >= Self::EVERY) {
-            self.last = Some(now);
+        if now - self.last >= Self::EVERY {
+            self.last = now;
             eprintln!("[{:>5.1}s] {}", self.elapsed().as_secs_f64(), line());
         }
     }

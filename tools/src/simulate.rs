@@ -66,10 +66,10 @@ impl Report {
                 .map_or(0, |d| d.as_millis())
         };
         format!(
-            "{verification}; {} deliveries ({} events): {} answered 2xx, {} retried, {} failed; \
+            "{verification}; {} ({}): {} answered 2xx, {} retried, {} failed; \
              answer time p50 {} ms, max {} ms (Okta waits {} s)",
-            self.deliveries,
-            self.events,
+            crate::count(self.deliveries as u64, "delivery", "deliveries"),
+            crate::count(self.events as u64, "event", "events"),
             self.latencies.len(),
             self.retried,
             self.failures.len(),
@@ -119,10 +119,10 @@ pub async fn run(sim: &Simulation) -> anyhow::Result<Report> {
         }
         progress.tick(|| {
             format!(
-                "{} of {} events sent, {} deliveries failed",
+                "{} of {} sent, {} failed",
                 report.events,
-                sim.count,
-                report.failures.len()
+                crate::count(sim.count as u64, "event", "events"),
+                crate::count(report.failures.len() as u64, "delivery", "deliveries")
             )
         });
     }

@@ -87,9 +87,15 @@ async fn it_stores_what_the_hook_missed_once_and_a_second_run_changes_nothing() 
         run.stderr
     );
     assert!(
-        run.stdout.contains("2 rate-limit waits, 1 retries"),
+        run.stdout.contains("2 rate-limit waits, 1 retry"),
         "{}",
         run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains("answered 429 Too Many Requests (rate limited): waiting, 2s left"),
+        "a wait longer than a second says so: {}",
+        run.stderr
     );
 
     let stored = stack.stored_events().await;

@@ -139,7 +139,7 @@ action = {{ type = "http", url = "{}" }}
         .await
         .ok();
     assert!(
-        run.stdout.contains("replayed 1 dead letters, skipped 0"),
+        run.stdout.contains("replayed 1 dead letter, skipped 0"),
         "{}",
         run.stdout
     );

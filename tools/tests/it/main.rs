@@ -3,6 +3,7 @@
 
 mod backfill;
 mod dead_letters;
+mod events;
 mod helpers;
 mod hooks;
 mod least_privilege;
