@@ -14,7 +14,7 @@ use hookrelay_tools::{backfill, dead_letters, events, hooks, simulate};
 #[derive(Parser)]
 #[command(
     version,
-    about = "hookrelay's tools: simulate Okta, replay dead letters, backfill from the System Log"
+    about = "hookrelay's tools: simulate Okta, find an event, replay dead letters, backfill from the System Log, manage the hook"
 )]
 struct Cli {
     /// The configuration file; `HOOKRELAY__SECTION__KEY` environment variables override it.
