@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 
 const CURSOR_KEY: &str = "cursor";
@@ -79,20 +79,23 @@ impl State {
         lease_ttl: Duration,
         replicas: usize,
     ) -> anyhow::Result<Self> {
-        let cursors = Bucket {
+        let cursors = hookrelay::broker::Bucket {
             name: bucket,
             description: "hookrelay reconciler: the System Log cursor",
             max_age: Duration::ZERO,
             replicas,
         };
         let lease_bucket = format!("{bucket}_lease");
-        let leases = Bucket {
+        let leases = hookrelay::broker::Bucket {
             name: &lease_bucket,
             description: "hookrelay reconciler: which one polls",
             max_age: lease_ttl,
             replicas,
         };
-        let (cursors, leases) = (store(js, &cursors).await?, store(js, &leases).await?);
+        let (cursors, leases) = (
+            hookrelay::broker::key_value(js, &cursors).await?,
+            hookrelay::broker::key_value(js, &leases).await?,
+        );
         Ok(State {
             cursors,
             leases,
@@ -155,39 +158,4 @@ impl State {
         self.cursor_revision = saved.ok_or(Conflict)?;
         Ok(())
     }
-}
-
-/// Opens the bucket, creating its stream first if need be. The stream is made here rather than
-/// by `create_key_value`, which first asks for the account's limits in a form nats-server 2.9
-/// does not answer; the configuration is the one async-nats gives a bucket.
-async fn store(js: &jetstream::Context, bucket: &Bucket<'_>) -> anyhow::Result<kv::Store> {
-    let config = stream::Config {
-        name: format!("KV_{}", bucket.name),
-        description: Some(bucket.description.to_owned()),
-        subjects: vec![format!("$KV.{}.>", bucket.name)],
-        max_messages_per_subject: 1,
-        max_age: bucket.max_age,
-        storage: stream::StorageType::File,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        num_replicas: bucket.replicas.max(1),
-        ..Default::default()
-    };
-    js.get_or_create_stream(config)
-        .await
-        .with_context(|| format!("creating the key-value bucket {}", bucket.name))?;
-    js.get_key_value(bucket.name)
-        .await
-        .with_context(|| format!("opening the key-value bucket {}", bucket.name))
-}
-
-/// A bucket of one value per key.
-struct Bucket<'a> {
-    name: &'a str,
-    description: &'a str,
-    /// Zero: values never expire.
-    max_age: Duration,
-    replicas: usize,
 }

@@ -318,3 +318,41 @@ pub async fn stored_uuids(
     .await?;
     Ok(uuids)
 }
+
+/// Opens the bucket, creating its stream first if need be. The stream is made here rather than
+/// by `create_key_value`, which first asks for the account's limits in a form nats-server 2.9
+/// does not answer; the configuration is the one async-nats gives a bucket.
+pub async fn key_value(
+    js: &jetstream::Context,
+    bucket: &Bucket<'_>,
+) -> anyhow::Result<jetstream::kv::Store> {
+    let config = stream::Config {
+        name: format!("KV_{}", bucket.name),
+        description: Some(bucket.description.to_owned()),
+        subjects: vec![format!("$KV.{}.>", bucket.name)],
+        max_messages_per_subject: 1,
+        max_age: bucket.max_age,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: bucket.replicas.max(1),
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the key-value bucket {}: {e}", bucket.name))?;
+    js.get_key_value(bucket.name)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the key-value bucket {}: {e}", bucket.name))
+}
+
+/// A bucket of one value per key.
+pub struct Bucket<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    /// Zero: values never expire.
+    pub max_age: Duration,
+    pub replicas: usize,
+}

@@ -12,6 +12,7 @@
 //! - [`telemetry`], [`shutdown`]: logging and the shutdown signal.
 
 pub mod admin;
+pub mod attempts;
 pub mod broker;
 pub mod config;
 pub mod event;

@@ -41,8 +41,12 @@ pub enum Fate {
         deliveries: Option<u64>,
         dead_letter: u64,
     },
-    /// Handed to a worker and not acknowledged yet: running, or failed and waiting for its retry.
-    Waiting,
+    /// Handed to a worker and not acknowledged yet: running, or failed and waiting for its
+    /// retry (with what failed, when the worker recorded it).
+    Waiting {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failed: Option<hookrelay::attempts::Attempts>,
+    },
     /// Not handed to a worker yet: events before it are being worked on.
     NotYet,
     /// The subscriber's consumer does not exist: no worker with it has started.
@@ -65,9 +69,19 @@ impl std::fmt::Display for Fate {
                 }
                 write!(f, ": {reason} (dead letter {dead_letter})")
             }
-            Fate::Waiting => f.write_str(
-                "waiting: handed to a worker and not acknowledged yet (running, or failed and \
-                 waiting for its retry: the worker's log has the attempts)",
+            Fate::Waiting { failed: None } => f.write_str(
+                "waiting: handed to a worker and not acknowledged yet, no failed attempt \
+                 recorded (its first attempt is running)",
+            ),
+            Fate::Waiting {
+                failed: Some(failed),
+            } => write!(
+                f,
+                "waiting: {} so far, the last failed at {}: {}; next attempt from {}",
+                count(failed.attempts, "attempt", "attempts"),
+                failed.failed_at,
+                failed.error,
+                failed.next_at
             ),
             Fate::NotYet => f.write_str("not handed out yet: events stored before it come first"),
             Fate::NoConsumer => f.write_str(
@@ -167,7 +181,7 @@ async fn position(stream: &Stream, durable: &str, sequence: u64) -> anyhow::Resu
         // Past the ack floor and handed out: acknowledged out of order, or not yet. JetStream
         // tells which only through the pending list, which it does not serve; an event
         // acknowledged ahead of the floor reads as waiting until the floor passes it.
-        Fate::Waiting
+        Fate::Waiting { failed: None }
     } else {
         Fate::NotYet
     })
@@ -179,6 +193,20 @@ fn kept_by(filter: &str, payload: &[u8]) -> Option<bool> {
     let jq = hookrelay::jq::Jq::compile(filter).ok()?;
     let input = hookrelay::jq::Input::parse(payload.to_vec()).ok()?;
     jq.selects(&input).ok()
+}
+
+/// What the worker recorded of `uuid`'s failed attempts for `subscriber`, if anything.
+async fn failed_attempts(
+    store: Option<&jetstream::kv::Store>,
+    subscriber: &str,
+    uuid: &str,
+) -> Option<hookrelay::attempts::Attempts> {
+    let key = hookrelay::attempts::key(subscriber, uuid)?;
+    let entry = store?.entry(key).await.ok()??;
+    if entry.operation != jetstream::kv::Operation::Put {
+        return None;
+    }
+    serde_json::from_slice(&entry.value).ok()
 }
 
 /// Where `uuid` is, or `None` with how many messages were scanned when it is not stored.
@@ -214,6 +242,11 @@ pub async fn show(
     )
     .await?;
 
+    // No bucket yet: no worker has recorded a failed attempt.
+    let attempts = js
+        .get_key_value(hookrelay::attempts::bucket(&settings.nats.stream))
+        .await
+        .ok();
     let mut subscribers = Vec::new();
     for sub in (settings.worker.subscribers.iter()).filter(|s| s.event_types.contains(&event_type))
     {
@@ -251,6 +284,9 @@ pub async fn show(
             (Fate::Done, Some(filter)) if kept_by(filter, &payload) == Some(false) => {
                 Fate::Filtered
             }
+            (Fate::Waiting { .. }, _) => Fate::Waiting {
+                failed: failed_attempts(attempts.as_ref(), name, uuid).await,
+            },
             _ => fate,
         };
         subscribers.push(SubscriberFate {

@@ -110,6 +110,13 @@ impl Worker {
             .await
             .with_context(|| format!("opening stream {}", settings.nats.stream))?;
 
+        let attempts = match hookrelay::attempts::open(&js, &settings.nats).await {
+            Ok(store) => Some(store),
+            Err(e) => {
+                tracing::warn!(error = %e, "failed attempts are not recorded: `hookrelayctl events show` will not count them");
+                None
+            }
+        };
         let metrics = Arc::new(Metrics::default());
         let mut consumers = Vec::new();
         for subscriber_settings in &settings.worker.subscribers {
@@ -120,6 +127,7 @@ impl Worker {
                 subscriber_settings.clone(),
                 action,
                 js.clone(),
+                attempts.clone(),
                 metrics.clone(),
             )
             .map_err(|e| anyhow::anyhow!("subscriber {}: {e}", subscriber_settings.name))?;

@@ -24,6 +24,7 @@ use async_nats::jetstream::{self, AckKind};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use hookrelay::attempts;
 use hookrelay::config::{ActionSettings, SubscriberSettings};
 use hookrelay::jq::{Fields, Jq};
 use hookrelay::subject::{self, header};
@@ -117,6 +118,8 @@ pub struct Subscriber {
     jq_fields: Arc<Fields>,
     gate: Gate,
     js: jetstream::Context,
+    /// Failed attempts of events waiting for a retry (`None`: the bucket could not be opened).
+    attempts: Option<jetstream::kv::Store>,
     permits: Arc<Semaphore>,
     metrics: SubscriberMetrics,
 }
@@ -128,6 +131,7 @@ impl Subscriber {
         settings: SubscriberSettings,
         action: Arc<dyn Action>,
         js: jetstream::Context,
+        attempts: Option<jetstream::kv::Store>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let permits = Arc::new(Semaphore::new(settings.concurrency));
@@ -141,6 +145,7 @@ impl Subscriber {
             settings,
             action,
             js,
+            attempts,
             permits,
             metrics,
         })
@@ -488,14 +493,16 @@ impl Subscriber {
         settlement: Settlement,
     ) -> Outcome {
         match settlement {
-            Settlement::Ack => self.ack(message).await,
+            // The first attempt succeeded: no record of failed attempts to forget.
+            Settlement::Ack if ids.1 <= 1 => self.ack(message).await,
             // Boxed: the rare paths' futures would otherwise make every event's task larger.
-            failed => Box::pin(self.carry_out_failure(message, event, ids, failed)).await,
+            other => Box::pin(self.carry_out_after_failure(message, event, ids, other)).await,
         }
     }
 
-    /// Carries out a retry or a dead letter (or an ack, which `carry_out` does itself).
-    async fn carry_out_failure(
+    /// Carries out a retry or a dead letter, or an ack after failed attempts, keeping the
+    /// record of failed attempts (`hookrelayctl events show`) while the event waits.
+    async fn carry_out_after_failure(
         &self,
         message: &jetstream::Message,
         event: &Event,
@@ -503,10 +510,15 @@ impl Subscriber {
         settlement: Settlement,
     ) -> Outcome {
         match settlement {
-            Settlement::Ack => self.ack(message).await,
+            Settlement::Ack => {
+                let outcome = self.ack(message).await;
+                self.forget_attempts(event).await;
+                outcome
+            }
             Settlement::Retry { reason, after } => {
                 tracing::warn!(error = %reason, retry_in = ?after, "action failed; retrying later");
                 self.nak(message, after).await;
+                self.record_attempts(event, delivered, &reason, after).await;
                 Outcome::Retried
             }
             Settlement::DeadLetter {
@@ -527,6 +539,9 @@ impl Subscriber {
                         if let Err(e) = message.ack_with(AckKind::Term).await {
                             tracing::warn!(error = %e, "dead letter stored but the original not terminated; it will be dead-lettered again (deduplicated)");
                         }
+                        if delivered > 1 {
+                            self.forget_attempts(event).await;
+                        }
                         Outcome::DeadLettered
                     }
                     Err(e) => {
@@ -536,6 +551,37 @@ impl Subscriber {
                     }
                 }
             }
+        }
+    }
+
+    /// Records that `event`'s attempt `delivered` failed for `reason` and is tried again
+    /// `after`. Only for `hookrelayctl events show`: a record that cannot be written is
+    /// logged, never a reason to hold the event.
+    async fn record_attempts(&self, event: &Event, delivered: i64, reason: &str, after: Duration) {
+        let (Some(store), Some(key)) = (&self.attempts, attempts::key(self.name(), &event.uuid))
+        else {
+            return;
+        };
+        let record = attempts::Attempts::new(
+            u64::try_from(delivered).unwrap_or(0),
+            reason,
+            std::time::SystemTime::now(),
+            after,
+        );
+        let value = serde_json::to_vec(&record).expect("a record serialises");
+        if let Err(e) = store.put(key, value.into()).await {
+            tracing::debug!(error = %e, "the failed attempt was not recorded");
+        }
+    }
+
+    /// Deletes `event`'s record of failed attempts, once it is settled.
+    async fn forget_attempts(&self, event: &Event) {
+        let (Some(store), Some(key)) = (&self.attempts, attempts::key(self.name(), &event.uuid))
+        else {
+            return;
+        };
+        if let Err(e) = store.delete(key).await {
+            tracing::debug!(error = %e, "the record of failed attempts was not deleted");
         }
     }
 

@@ -17,6 +17,8 @@ async fn show_says_for_every_subscriber_whether_the_event_is_done_filtered_waiti
     // 400 is permanent: dead-lettered at once. 503 is transient: retried after a long backoff.
     let broken = Downstream::start(|_, _| Reply::status(400)).await;
     let down = Downstream::start(|_, _| Reply::status(503)).await;
+    // Fails its first request, then takes everything.
+    let flaky = Downstream::start(|_, nth| Reply::status(if nth == 0 { 503 } else { 200 })).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("hookrelay.toml");
     std::fs::write(
@@ -46,6 +48,12 @@ backoff = ["1h"]
 action = {{ type = "http", url = "{down}" }}
 
 [[worker.subscribers]]
+name = "flaky"
+event_types = ["user.lifecycle.create"]
+backoff = ["100ms"]
+action = {{ type = "http", url = "{flaky}" }}
+
+[[worker.subscribers]]
 name = "sessions"
 event_types = ["user.session.start"]
 action = {{ type = "noop" }}
@@ -53,6 +61,7 @@ action = {{ type = "noop" }}
             ok = ok.url,
             broken = broken.url,
             down = down.url,
+            flaky = flaky.url,
         ),
     )
     .expect("write config");
@@ -96,6 +105,9 @@ action = {{ type = "noop" }}
         .await;
     stack.wait_until_settled("crm_user_lifecycle_create").await;
     stack
+        .wait_until_settled("flaky_user_lifecycle_create")
+        .await;
+    stack
         .wait_until_settled("other-domain_user_lifecycle_create")
         .await;
 
@@ -132,7 +144,14 @@ action = {{ type = "noop" }}
         )),
         "{out}"
     );
-    assert!(line("slow").contains("waiting"), "{out}");
+    let slow = line("slow");
+    assert!(
+        slow.contains("waiting: 1 attempt so far, the last failed at ")
+            && slow.contains("answered 503")
+            && slow.contains("next attempt from "),
+        "{slow}"
+    );
+    assert!(line("flaky").contains("done"), "{out}");
     assert!(
         !out.contains("sessions"),
         "only subscribers of its type: {out}"
@@ -156,8 +175,20 @@ action = {{ type = "noop" }}
             ("other-domain", "filtered"),
             ("siem", "dead_lettered"),
             ("slow", "waiting"),
+            ("flaky", "done"),
         ]
     );
+    assert_eq!(shown["subscribers"][3]["failed"]["attempts"], 1);
+    // The worker forgets an event's failed attempts once it is settled.
+    let records = (stack.js.get_key_value("OKTA_EVENTS_attempts").await).expect("the bucket");
+    let kept = |subscriber: &str| {
+        let records = records.clone();
+        let key = format!("{subscriber}.{uuid}");
+        async move { records.get(key).await.expect("read").is_some() }
+    };
+    assert!(kept("slow").await, "waiting: recorded");
+    assert!(!kept("flaky").await, "done after a failure: forgotten");
+    assert!(!kept("crm").await, "done at once: never recorded");
     assert_eq!(shown["source"], "hook");
     assert_eq!(shown["delivery_id"], delivery_id.as_str());
 

@@ -250,6 +250,18 @@ async fn every_process_does_its_whole_job_with_its_own_user() {
     ] {
         secured.stack.wait_until_settled(&durable).await;
     }
+    // hookrelayctl finds an event and where it stands, and lists the stored ones.
+    let uuid = hooked[0]["uuid"].as_str().expect("a uuid");
+    let run = ctl(&secured.stack, &["events", "show", uuid]).await.ok();
+    assert!(
+        run.stdout.contains("replayed (sequence ") && run.stdout.contains("done"),
+        "{}",
+        run.stdout
+    );
+    let run = ctl(&secured.stack, &["events", "list", "--json"])
+        .await
+        .ok();
+    assert_eq!(run.stdout.lines().count(), 3, "{}", run.stdout);
     // Each service is ready, by its own checks of streams, consumers and buckets.
     for (admin, name) in [
         (receiver.admin_addr, "receiver"),
