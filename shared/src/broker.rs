@@ -266,13 +266,24 @@ pub async fn read_stream(
     deliver_policy: consumer::DeliverPolicy,
     mut each: impl FnMut(&jetstream::Message) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let headers_only = consumer::pull::OrderedConfig {
+        filter_subject,
+        deliver_policy,
+        headers_only: true,
+        ..Default::default()
+    };
+    read_stream_until(stream, headers_only, |message| each(message).map(|()| true)).await
+}
+
+/// As [`read_stream`], with the ordered consumer's whole `config` (payloads too, unless
+/// `headers_only`), until `each` says to stop (`false`) or it has caught up.
+pub async fn read_stream_until(
+    stream: &Stream,
+    config: consumer::pull::OrderedConfig,
+    mut each: impl FnMut(&jetstream::Message) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     let reader = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject,
-            deliver_policy,
-            headers_only: true,
-            ..Default::default()
-        })
+        .create_consumer(config)
         .await
         .map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
     if reader.cached_info().num_pending == 0 {
@@ -284,7 +295,9 @@ pub async fn read_stream(
         .map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
-        each(&message)?;
+        if !each(&message)? {
+            break;
+        }
         let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
         if info.pending == 0 {
             break;

@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream::Stream};
-use futures::StreamExt as _;
 use hookrelay::Settings;
 use hookrelay::subject::{self, header};
 use serde::Serialize;
@@ -434,36 +433,25 @@ pub async fn list(stream: &Stream, search: &Search) -> anyhow::Result<(Vec<Liste
         },
         None => consumer::DeliverPolicy::All,
     };
-    let reader = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject,
-            deliver_policy,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+    let config = consumer::pull::OrderedConfig {
+        filter_subject,
+        deliver_policy,
+        ..Default::default()
+    };
     let mut found = Vec::new();
     let mut scanned = 0u64;
-    let to_read = reader.cached_info().num_pending;
-    if to_read == 0 {
-        return Ok((found, 0));
-    }
     let mut progress = Progress::new();
-    let mut messages = reader
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+    hookrelay::broker::read_stream_until(stream, config, |message| {
         let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
         let stored: SystemTime = info.published.into();
         if search.until.is_some_and(|until| stored > until) {
-            break;
+            return Ok(false);
         }
         scanned += 1;
         progress.tick(|| {
             format!(
-                "read {scanned} of {to_read} events (at {}), {} so far",
+                "read {scanned} events, {} left (at {}), {} so far",
+                info.pending,
                 humantime::format_rfc3339_seconds(stored),
                 count(found.len() as u64, "match", "matches")
             )
@@ -494,10 +482,9 @@ pub async fn list(stream: &Stream, search: &Search) -> anyhow::Result<(Vec<Liste
         if search.matches(&listed) {
             found.push(listed);
         }
-        if info.pending == 0 {
-            break;
-        }
-    }
+        Ok(true)
+    })
+    .await?;
     Ok((found, scanned))
 }
 
