@@ -47,6 +47,8 @@ pub struct HttpPost {
     client: reqwest::Client,
     method: reqwest::Method,
     url: reqwest::Url,
+    /// The URL as errors name it: [`shown`].
+    shown: String,
     transform: Option<Jq>,
     timeout: Duration,
     headers: HeaderMap,
@@ -95,6 +97,7 @@ impl HttpPost {
         Ok(HttpPost {
             client,
             method,
+            shown: shown(&url),
             url,
             transform,
             timeout: settings.timeout,
@@ -163,14 +166,14 @@ impl Action for HttpPost {
             Err(e) if e.is_timeout() => {
                 return Err(ActionError::Transient(format!(
                     "{} did not answer within {:?}",
-                    self.url, self.timeout
+                    self.shown, self.timeout
                 )));
             }
             Err(e) => {
                 return Err(ActionError::Transient(format!(
                     "{}: {}",
-                    self.url,
-                    error_chain(&e)
+                    self.shown,
+                    error_chain(&e.without_url())
                 )));
             }
         };
@@ -207,7 +210,7 @@ impl Action for HttpPost {
         body.truncate(MAX_ERROR_BODY);
         let reason = format!(
             "{} answered {status}: {}",
-            self.url,
+            self.shown,
             String::from_utf8_lossy(&body).trim()
         );
         if let Some(retry_after) = retry_after {
@@ -255,9 +258,32 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// `url` as errors, logs and dead letters name it: scheme, host and port, and `/...` for any
+/// path or query. A webhook's path is often its secret (Slack's, Teams'), as user info is.
+fn shown(url: &reqwest::Url) -> String {
+    let origin = url.origin().ascii_serialization();
+    let more = (url.path() != "/" || url.query().is_some()).then_some("/...");
+    format!("{origin}{}", more.unwrap_or("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_name_the_downstream_by_its_origin_not_its_secret_path() {
+        let shown_of = |url: &str| shown(&reqwest::Url::parse(url).expect("a URL"));
+        assert_eq!(
+            shown_of("https://hooks.slack.com/services/T000/B000/XXXXSECRET"),
+            "https://hooks.slack.com/..."
+        );
+        assert_eq!(
+            shown_of("https://user:pass@siem.example.com:8088/collector?token=t"),
+            "https://siem.example.com:8088/..."
+        );
+        assert_eq!(shown_of("http://crm:8080/"), "http://crm:8080/");
+        assert_eq!(shown_of("http://crm:8080"), "http://crm:8080/");
+    }
 
     #[test]
     fn statuses_are_classified_as_the_issue_says() {
