@@ -19,7 +19,7 @@ use crate::{count, rfc3339};
 /// A stored message that is the event: its first storing (`okta.events.…`), or a replay of a
 /// dead letter to one subscriber (`okta.replay.<subscriber>.…`).
 #[derive(Debug, Clone)]
-struct Copy {
+struct StoredCopy {
     sequence: u64,
     subject: String,
     stored: SystemTime,
@@ -127,7 +127,7 @@ async fn copies_of(
     stream: &Stream,
     uuid: &str,
     since: Option<SystemTime>,
-) -> anyhow::Result<(Vec<Copy>, u64)> {
+) -> anyhow::Result<(Vec<StoredCopy>, u64)> {
     let total = stream.cached_info().state.messages;
     let deliver = match since {
         Some(start) => consumer::DeliverPolicy::ByStartTime {
@@ -154,7 +154,7 @@ async fn copies_of(
                 .is_some_and(|id| id.as_str() == uuid);
         if first || replay {
             let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-            found.push(Copy {
+            found.push(StoredCopy {
                 sequence: info.stream_sequence,
                 subject: message.subject.to_string(),
                 stored: info.published.into(),
@@ -186,12 +186,10 @@ async fn position(stream: &Stream, durable: &str, sequence: u64) -> anyhow::Resu
     })
 }
 
-/// Whether `filter` (a subscriber's jq) keeps `payload`; `None` when it fails on it (the event
+/// Whether `filter` (a subscriber's jq) keeps `event`; `None` when it fails on it (the event
 /// is then dead-lettered, which the dead letters say).
-fn kept_by(filter: &str, payload: &[u8]) -> Option<bool> {
-    let jq = hookrelay::jq::Jq::compile(filter).ok()?;
-    let input = hookrelay::jq::Input::parse(payload.to_vec()).ok()?;
-    jq.selects(&input).ok()
+fn kept_by(filter: &str, event: &hookrelay::jq::Input) -> Option<bool> {
+    hookrelay::jq::Jq::compile(filter).ok()?.selects(event).ok()
 }
 
 /// What the worker recorded of `uuid`'s failed attempts for `subscriber`, if anything.
@@ -208,7 +206,7 @@ async fn failed_attempts(
     serde_json::from_slice(&entry.value).ok()
 }
 
-/// Where `uuid` is, or `None` with how many messages were scanned when it is not stored.
+/// Where `uuid` is, or (`Err`) how many messages were scanned when it is not stored.
 pub async fn show(
     js: &jetstream::Context,
     settings: &Settings,
@@ -231,6 +229,8 @@ pub async fn show(
         .await
         .with_context(|| format!("reading event {}", first.sequence))?
         .payload;
+    // Parsed once for every subscriber's filter; an event that is not JSON is kept by none.
+    let event = hookrelay::jq::Input::parse(payload).ok();
     let dlq = crate::open_stream(js, &settings.nats.dlq_stream).await?;
     let letters = dead_letters::list(
         &dlq,
@@ -280,7 +280,9 @@ pub async fn show(
             }
         };
         let fate = match (&fate, &sub.filter) {
-            (Fate::Done, Some(filter)) if kept_by(filter, &payload) == Some(false) => {
+            (Fate::Done, Some(filter))
+                if event.as_ref().and_then(|e| kept_by(filter, e)) == Some(false) =>
+            {
                 Fate::Filtered
             }
             (Fate::Waiting { .. }, _) => Fate::Waiting {
