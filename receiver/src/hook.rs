@@ -135,6 +135,10 @@ async fn store(state: &AppState, request: Request) -> Result<StatusCode, ApiErro
         return Err(ApiError::UnsupportedMediaType);
     }
     let okta_request_id = request.headers().get(OKTA_REQUEST_ID_HEADER).cloned();
+    let source = (request
+        .headers()
+        .contains_key(subject::source::SIMULATE_HEADER))
+    .then_some(subject::source::SIMULATE);
     let body = tokio::time::timeout(state.body_read_timeout, Bytes::from_request(request, state))
         .await
         .map_err(|_| ApiError::BodyTimeout)?
@@ -146,7 +150,10 @@ async fn store(state: &AppState, request: Request) -> Result<StatusCode, ApiErro
         .as_ref()
         .and_then(|value| value.to_str().ok())
         .filter(|id| subject::is_valid_id(id));
-    match state.publisher.publish(body, okta_request_id).await {
+    match (state.publisher)
+        .publish_from(body, okta_request_id, source)
+        .await
+    {
         Ok(stored) => {
             tracing::debug!(
                 published = stored.published,

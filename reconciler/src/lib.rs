@@ -149,7 +149,7 @@ impl Reconciler {
                 Some(Poller {
                     log: SystemLog::new(access, MAX_RETRIES, reconciler.rate_limit_share)?,
                     publisher: Publisher::new(&client, PUBLISH_BUDGET, Arc::new(()))
-                        .with_source("system-log"),
+                        .with_source(hookrelay::subject::source::SYSTEM_LOG),
                     state: State::open(
                         &js,
                         &reconciler.bucket,

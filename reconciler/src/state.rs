@@ -84,6 +84,7 @@ impl State {
             description: "hookrelay reconciler: the System Log cursor",
             max_age: Duration::ZERO,
             replicas,
+            history: 1,
         };
         let lease_bucket = format!("{bucket}_lease");
         let leases = hookrelay::broker::Bucket {
@@ -91,6 +92,7 @@ impl State {
             description: "hookrelay reconciler: which one polls",
             max_age: lease_ttl,
             replicas,
+            history: 1,
         };
         let (cursors, leases) = (
             hookrelay::broker::key_value(js, &cursors).await?,

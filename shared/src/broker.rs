@@ -248,6 +248,44 @@ where
     }
 }
 
+/// A time as RFC 3339 with milliseconds, for JSON (`--json` output, the console's answers).
+pub fn serialize_rfc3339<S: serde::Serializer>(
+    time: &std::time::SystemTime,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_millis(*time))
+}
+
+/// The stream `name`, or what to do when it does not exist yet: the receiver and the worker
+/// create the streams at start.
+pub async fn open_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<Stream> {
+    use jetstream::context::GetStreamErrorKind;
+    match js.get_stream(name).await {
+        Ok(stream) => Ok(stream),
+        Err(e)
+            if matches!(e.kind(), GetStreamErrorKind::JetStream(ref js)
+                if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            anyhow::bail!(
+                "there is no stream {name} on this NATS yet: the receiver and the worker create \
+                 it when they start, so start one of them first (`docker compose up`), or check \
+                 that nats.url and nats.stream / nats.dlq_stream are the ones they use"
+            )
+        }
+        Err(e) => Err(anyhow::anyhow!("opening stream {name}: {e}")),
+    }
+}
+
+/// Whether the consumer does not exist (JetStream said so, as opposed to not answering).
+pub fn is_consumer_not_found(error: &jetstream::context::ConsumerInfoError) -> bool {
+    use jetstream::context::ConsumerInfoErrorKind::{JetStream, NotFound};
+    match error.kind() {
+        NotFound => true,
+        JetStream(e) => e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND,
+        _ => false,
+    }
+}
+
 /// RFC 3339 time with microseconds, as carried in `Hookrelay-…-At` headers.
 pub fn now_rfc3339() -> String {
     rfc3339(std::time::SystemTime::now())
@@ -343,7 +381,7 @@ pub async fn key_value(
         name: format!("KV_{}", bucket.name),
         description: Some(bucket.description.to_owned()),
         subjects: vec![format!("$KV.{}.>", bucket.name)],
-        max_messages_per_subject: 1,
+        max_messages_per_subject: bucket.history.max(1),
         max_age: bucket.max_age,
         storage: stream::StorageType::File,
         allow_rollup: true,
@@ -353,19 +391,53 @@ pub async fn key_value(
         num_replicas: bucket.replicas.max(1),
         ..Default::default()
     };
-    js.get_or_create_stream(config)
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the key-value bucket {}: {e}", bucket.name))?;
-    js.get_key_value(bucket.name)
-        .await
-        .map_err(|e| anyhow::anyhow!("opening the key-value bucket {}: {e}", bucket.name))
+    ensure_bucket(js, config).await
 }
 
-/// A bucket of one value per key.
+/// Opens the bucket whose stream is `config` (`KV_<bucket>`), creating the stream, or bringing
+/// an existing one to `config` when its limits differ (a stream that has them already is only
+/// looked at, so a process that may not change streams can open it).
+pub async fn ensure_bucket(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> anyhow::Result<jetstream::kv::Store> {
+    let name = (config.name.strip_prefix("KV_"))
+        .expect("a bucket's stream is named KV_<bucket>")
+        .to_owned();
+    let error = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("creating or updating the key-value bucket {name}: {e}")
+    };
+    match js.get_stream(&config.name).await {
+        Ok(stream) => {
+            let current = &stream.cached_info().config;
+            let same = current.subjects == config.subjects
+                && current.description == config.description
+                && current.max_messages_per_subject == config.max_messages_per_subject
+                && current.max_messages == config.max_messages
+                && current.max_age == config.max_age
+                && current.discard == config.discard
+                && current.num_replicas == config.num_replicas;
+            if !same {
+                js.update_stream(config).await.map_err(|e| error(&e))?;
+            }
+        }
+        Err(e) if is_stream_not_found(&e) => {
+            js.create_stream(config).await.map_err(|e| error(&e))?;
+        }
+        Err(e) => return Err(error(&e)),
+    }
+    js.get_key_value(&name)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the key-value bucket {name}: {e}"))
+}
+
+/// A bucket of a value per key, with the last `history` values of each kept.
 pub struct Bucket<'a> {
     pub name: &'a str,
     pub description: &'a str,
     /// Zero: values never expire.
     pub max_age: Duration,
     pub replicas: usize,
+    /// Values kept per key: 1 keeps the current one only.
+    pub history: i64,
 }

@@ -192,13 +192,25 @@ impl Publisher {
         body: Bytes,
         okta_request_id: Option<&str>,
     ) -> Result<Stored, PublishError> {
+        self.publish_from(body, okta_request_id, self.source).await
+    }
+
+    /// [`Publisher::publish`], marking the events as coming from `source` (a
+    /// [`subject::source`] value; `None`: the hook): the receiver's deliveries from
+    /// `hookrelayctl simulate` say so.
+    pub async fn publish_from(
+        &self,
+        body: Bytes,
+        okta_request_id: Option<&str>,
+        source: Option<&'static str>,
+    ) -> Result<Stored, PublishError> {
         let started = Instant::now();
         let deadline = started + self.budget;
         let envelope = Envelope::parse(&body).map_err(PublishError::Invalid)?;
         let delivery = DeliveryHeaders {
             delivery_id: envelope.delivery_id(),
             okta_request_id,
-            source: self.source,
+            source,
         };
         let outgoing = outgoing(&body, &envelope, self.max_event_bytes);
         let stored =

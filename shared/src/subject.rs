@@ -44,9 +44,37 @@ pub mod header {
     pub const TRUNCATED_FROM: &str = "Hookrelay-Truncated-From";
     /// When it was dead-lettered, RFC 3339 with microseconds.
     pub const DEAD_LETTERED_AT: &str = "Hookrelay-Dead-Lettered-At";
-    /// Which ingress stored an event that did not come through the hook: `system-log` (the
-    /// reconciler) or `backfill`. Absent on events the hook delivered.
+    /// Which ingress stored an event that did not come through the hook: one of
+    /// [`super::source`]'s values other than `hook`. Absent on events the hook delivered.
     pub const SOURCE: &str = "Hookrelay-Source";
+
+    /// The value of header `name` on a message, if it has it: the one way every reader
+    /// (`hookrelayctl`, the console, the worker's dead letters) reads hookrelay's headers.
+    pub fn value<'a>(headers: Option<&'a async_nats::HeaderMap>, name: &str) -> Option<&'a str> {
+        headers?.get(name).map(|v| v.as_str())
+    }
+
+    /// Where a stored event came from: its [`SOURCE`] header, or `hook` without one.
+    pub fn source(headers: Option<&async_nats::HeaderMap>) -> &str {
+        value(headers, SOURCE).unwrap_or(super::source::HOOK)
+    }
+}
+
+/// The ingresses an event can come from, as [`header::SOURCE`] names them.
+pub mod source {
+    /// Okta's event hook, through the receiver (no header).
+    pub const HOOK: &str = "hook";
+    /// The reconciler, reading Okta's System Log for what the hook missed.
+    pub const SYSTEM_LOG: &str = "system-log";
+    /// `hookrelayctl backfill`.
+    pub const BACKFILL: &str = "backfill";
+    /// `hookrelayctl simulate`, through the receiver: its deliveries carry [`SIMULATE_HEADER`].
+    pub const SIMULATE: &str = "simulate";
+    /// The HTTP header `hookrelayctl simulate` marks its deliveries with. Only a sender with
+    /// the hook's secret gets far enough for it to count; Okta never sends it.
+    pub const SIMULATE_HEADER: &str = "x-hookrelay-simulated";
+    /// Every source, in the order pages list them.
+    pub const ALL: [&str; 4] = [HOOK, SYSTEM_LOG, BACKFILL, SIMULATE];
 }
 
 /// The event type of an event subject, `okta.events.<eventType>` or a replay's

@@ -124,7 +124,7 @@ pub async fn run(
             bail!("{event_type:?} is not an Okta event type");
         }
     }
-    let mut stream = crate::open_stream(js, &settings.nats.stream).await?;
+    let mut stream = hookrelay::broker::open_stream(js, &settings.nats.stream).await?;
     let read_from = job.since - CLOCK_SKEW;
     if let Some(kept) = remembered_since(&mut stream).await?
         && read_from < kept
@@ -152,8 +152,8 @@ pub async fn run(
         humantime::format_rfc3339_seconds(read_from)
     );
 
-    let publisher =
-        Publisher::new(&js.client(), PUBLISH_BUDGET, Arc::new(())).with_source("backfill");
+    let publisher = Publisher::new(&js.client(), PUBLISH_BUDGET, Arc::new(()))
+        .with_source(hookrelay::subject::source::BACKFILL);
     // All of the rate limit: a backfill is a one-off an operator runs and watches.
     let log = SystemLog::new(job.okta.clone(), job.max_retries, 1.0)?;
     let mut report = Report::default();

@@ -39,51 +39,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<jetstream::Context> 
     Ok(jetstream::new(client))
 }
 
-/// The stream `name`, or what to do when it does not exist yet: the receiver and the worker
-/// create the streams at start.
-pub async fn open_stream(
-    js: &jetstream::Context,
-    name: &str,
-) -> anyhow::Result<jetstream::stream::Stream> {
-    use jetstream::context::GetStreamErrorKind;
-    match js.get_stream(name).await {
-        Ok(stream) => Ok(stream),
-        Err(e)
-            if matches!(e.kind(), GetStreamErrorKind::JetStream(ref js)
-                if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
-        {
-            anyhow::bail!(
-                "there is no stream {name} on this NATS yet: the receiver and the worker create \
-                 it when they start, so start one of them first (`docker compose up`), or check \
-                 that nats.url and nats.stream / nats.dlq_stream are the ones they use"
-            )
-        }
-        Err(e) => Err(anyhow::anyhow!("opening stream {name}: {e}")),
-    }
-}
-
-/// Whether the consumer does not exist (JetStream said so, as opposed to not answering).
-pub(crate) fn is_not_found(error: &jetstream::context::ConsumerInfoError) -> bool {
-    use jetstream::context::ConsumerInfoErrorKind::{JetStream, NotFound};
-    match error.kind() {
-        NotFound => true,
-        JetStream(e) => e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND,
-        _ => false,
-    }
-}
-
-/// `1 dead letter`, `2 dead letters`.
-pub fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// A time as RFC 3339 with milliseconds, for `--json` output.
-pub(crate) fn rfc3339<S: serde::Serializer>(
-    time: &std::time::SystemTime,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&humantime::format_rfc3339_millis(*time))
-}
+pub use hookrelay::count;
 
 /// The `[okta]` section, with `OKTA_API_TOKEN` from the environment winning over its token.
 pub fn okta_settings(settings: &Settings) -> hookrelay::config::OktaSettings {

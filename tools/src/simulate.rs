@@ -140,7 +140,9 @@ fn with_okta_headers(
         .header(sim.auth.0.clone(), secret)
         .header("user-agent", "Okta-Integrations")
         .header("accept", "application/json")
-        .header("x-okta-request-id", okta_request_id()))
+        .header("x-okta-request-id", okta_request_id())
+        // Stored as simulated (`hookrelayctl events`, the console's `source`), not as Okta's.
+        .header(hookrelay::subject::source::SIMULATE_HEADER, "1"))
 }
 
 /// Okta's verification: `GET` with a challenge, which must come back as

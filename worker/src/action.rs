@@ -31,6 +31,8 @@ pub struct Event {
     jq: std::sync::OnceLock<Result<Box<hookrelay::jq::Input>, String>>,
     /// The top-level fields they read: all that is built for them (all when `None`).
     jq_fields: Option<Arc<Fields>>,
+    /// What a downstream answered this attempt, for its record: status and the body's start.
+    answer: std::sync::OnceLock<(u16, Bytes)>,
 }
 
 impl Event {
@@ -50,6 +52,7 @@ impl Event {
             parsed: std::sync::OnceLock::new(),
             jq: std::sync::OnceLock::new(),
             jq_fields: None,
+            answer: std::sync::OnceLock::new(),
         }
     }
 
@@ -58,6 +61,17 @@ impl Event {
     pub fn reading(mut self, fields: Arc<Fields>) -> Self {
         self.jq_fields = Some(fields);
         self
+    }
+
+    /// Notes what a downstream answered, for the attempt's record (the console's timeline):
+    /// its HTTP status and the start of its body. The first answer of an attempt counts.
+    pub fn answered(&self, status: u16, body_start: Bytes) {
+        let _ = self.answer.set((status, body_start));
+    }
+
+    /// What [`Event::answered`] noted.
+    pub fn answer(&self) -> Option<&(u16, Bytes)> {
+        self.answer.get()
     }
 
     /// The members actions commonly need, parsed on first use. An event that does not parse is

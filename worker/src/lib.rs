@@ -22,9 +22,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer::PullConsumer};
-use hookrelay::{Settings, admin, broker, subject};
+use std::collections::HashMap;
+
+use async_nats::jetstream::{self, consumer::PullConsumer, kv};
+use futures::StreamExt as _;
+use hookrelay::{Settings, admin, broker, pause, subject};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,6 +39,8 @@ use crate::subscriber::Subscriber;
 pub struct Worker {
     client: async_nats::Client,
     consumers: Vec<(Arc<Subscriber>, PullConsumer)>,
+    /// The bucket of paused subscribers, and what tells each subscriber of a change.
+    pauses: (kv::Store, HashMap<String, watch::Sender<bool>>),
     admin_listener: TcpListener,
     shutdown_grace: Duration,
     status: Arc<WorkerStatus>,
@@ -110,16 +116,31 @@ impl Worker {
             .await
             .with_context(|| format!("opening stream {}", settings.nats.stream))?;
 
-        let attempts = match hookrelay::attempts::open(&js, &settings.nats).await {
-            Ok(store) => Some(store),
+        let recorder = match hookrelay::attempts::open(&js, &settings.nats).await {
+            Ok(_) => Some(hookrelay::attempts::Recorder::new(
+                client.clone(),
+                &settings.nats,
+            )),
             Err(e) => {
-                tracing::warn!(error = %e, "failed attempts are not recorded: `hookrelayctl events show` will not count them");
+                tracing::warn!(error = %e, "attempts are not recorded: the console and `hookrelayctl events show` will not show them");
                 None
             }
         };
-        let metrics = Arc::new(Metrics::default());
+        let pauses = pause::open(&js, &settings.nats)
+            .await
+            .context("opening the bucket of paused subscribers")?;
+        let states = pause::states(&pauses).await?;
+        let metrics = Arc::new(Metrics::new(settings.worker.pause_alert_after));
         let mut consumers = Vec::new();
+        let mut pause_senders = HashMap::new();
         for subscriber_settings in &settings.worker.subscribers {
+            let state = states.get(&subscriber_settings.name);
+            if let Some(state) = state.filter(|s| s.paused) {
+                tracing::warn!(subscriber = %subscriber_settings.name, since = %state.at, by = %state.by, "subscriber paused: its events wait until it is resumed");
+            }
+            metrics.paused(&subscriber_settings.name, state.cloned());
+            let (paused, watched) = watch::channel(state.is_some_and(|s| s.paused));
+            pause_senders.insert(subscriber_settings.name.clone(), paused);
             let action = actions::build(&subscriber_settings.action).map_err(|e| {
                 anyhow::anyhow!("the action of subscriber {}: {e}", subscriber_settings.name)
             })?;
@@ -127,7 +148,8 @@ impl Worker {
                 subscriber_settings.clone(),
                 action,
                 js.clone(),
-                attempts.clone(),
+                recorder.clone(),
+                watched,
                 metrics.clone(),
             )
             .map_err(|e| anyhow::anyhow!("subscriber {}: {e}", subscriber_settings.name))?;
@@ -176,6 +198,7 @@ impl Worker {
         Ok(Worker {
             client,
             consumers,
+            pauses: (pauses, pause_senders),
             admin_listener,
             shutdown_grace: settings.worker.shutdown_grace,
             status,
@@ -193,12 +216,15 @@ impl Worker {
     /// and settle (at most `shutdown_grace`), and flushes the connection.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let admin_addr = self.admin_addr();
+        let metrics = self.status.metrics.clone();
         let admin = tokio::spawn(
             axum::serve(self.admin_listener, admin::router(self.status))
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .into_future(),
         );
 
+        let (pauses, senders) = self.pauses;
+        let watching = tokio::spawn(watch_pauses(pauses, senders, metrics, shutdown.clone()));
         let tracker = TaskTracker::new();
         let mut pullers = tokio::task::JoinSet::new();
         for (subscriber, consumer) in self.consumers {
@@ -208,6 +234,7 @@ impl Worker {
 
         shutdown.cancelled().await;
         while pullers.join_next().await.is_some() {}
+        watching.abort();
         tracker.close();
         let running = tracker.len();
         if running > 0 {
@@ -234,6 +261,38 @@ impl Worker {
         admin.await.context("admin server")??;
         tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+/// Follows the bucket of paused subscribers (`hookrelay::pause`) until `shutdown`, telling each
+/// subscriber of this worker when it is paused or resumed. A watch that breaks (the broker
+/// restarted) is made again after a second; it starts with every subscriber's current state,
+/// so no change is missed.
+async fn watch_pauses(
+    store: kv::Store,
+    senders: HashMap<String, watch::Sender<bool>>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        match store.watch_all().await {
+            Ok(mut changes) => {
+                while let Some(change) = changes.next().await {
+                    let Ok(entry) = change else { break };
+                    let Some(sender) = senders.get(&entry.key) else {
+                        continue;
+                    };
+                    let state = pause::read(Some(&entry));
+                    let paused = state.as_ref().is_some_and(|s| s.paused);
+                    metrics.paused(&entry.key, state);
+                    sender.send_if_modified(|was| std::mem::replace(was, paused) != paused);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch for paused subscribers; trying again in 1s")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -47,6 +47,12 @@ pub struct Metrics {
     in_flight: Family<SubscriberLabels, Gauge>,
     pending: Family<ConsumerLabels, Gauge>,
     ack_pending: Family<ConsumerLabels, Gauge>,
+    paused: Family<SubscriberLabels, Gauge>,
+    paused_seconds: Family<SubscriberLabels, Gauge>,
+    /// Each subscriber's pause state as last seen: how long it has been paused is worked out at
+    /// each scrape.
+    pause_states:
+        std::sync::Mutex<std::collections::HashMap<String, Option<hookrelay::pause::State>>>,
 }
 
 /// Action latency buckets from 1 ms to about 65 s.
@@ -56,6 +62,13 @@ fn action_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(Duration::from_secs(4 * 3600))
+    }
+}
+
+impl Metrics {
+    /// The worker's metrics, with `worker.pause_alert_after` for the alert on long pauses.
+    pub fn new(pause_alert_after: Duration) -> Self {
         let mut registry = Registry::with_prefix("hookrelay_worker");
         let handled = Family::default();
         registry.register(
@@ -91,6 +104,27 @@ impl Default for Metrics {
              a retry), by subscriber and event type; read from JetStream at each scrape",
             ack_pending.clone(),
         );
+        let paused = Family::default();
+        registry.register(
+            "subscriber_paused",
+            "1 while the subscriber is paused (hookrelayctl subscribers pause, the console), else 0",
+            paused.clone(),
+        );
+        let paused_seconds = Family::default();
+        registry.register_with_unit(
+            "subscriber_paused",
+            "How long the subscriber has been paused, 0 while it runs",
+            Unit::Seconds,
+            paused_seconds.clone(),
+        );
+        let alert_after: Gauge = Gauge::default();
+        alert_after.set(i64::try_from(pause_alert_after.as_secs()).unwrap_or(i64::MAX));
+        registry.register_with_unit(
+            "pause_alert_after",
+            "worker.pause_alert_after: a subscriber paused longer than this is alerted on",
+            Unit::Seconds,
+            alert_after,
+        );
         Metrics {
             registry,
             handled,
@@ -98,14 +132,31 @@ impl Default for Metrics {
             in_flight,
             pending,
             ack_pending,
+            paused,
+            paused_seconds,
+            pause_states: Default::default(),
         }
     }
-}
 
-impl Metrics {
     /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> String {
+        let now = std::time::SystemTime::now();
+        for (subscriber, state) in self.pause_states.lock().expect("not poisoned").iter() {
+            let labels = SubscriberLabels {
+                subscriber: subscriber.clone(),
+            };
+            let seconds = state.as_ref().map_or(Duration::ZERO, |s| s.paused_for(now));
+            let paused = state.as_ref().is_some_and(|s| s.paused);
+            self.paused.get_or_create(&labels).set(i64::from(paused));
+            (self.paused_seconds.get_or_create(&labels))
+                .set(i64::try_from(seconds.as_secs()).unwrap_or(i64::MAX));
+        }
         hookrelay::admin::encode(&self.registry)
+    }
+
+    /// Notes a subscriber's pause state (`None`: never paused).
+    pub(crate) fn paused(&self, subscriber: &str, state: Option<hookrelay::pause::State>) {
+        (self.pause_states.lock().expect("not poisoned")).insert(subscriber.to_owned(), state);
     }
 
     /// One subscriber's metrics, looked up once: counting an event then takes no label

@@ -80,6 +80,7 @@ mod tests {
             read_ahead: 1,
             filter: None,
             rate_limit: None,
+            attempt_records: hookrelay::config::AttemptRecords::All,
         }
     }
 

@@ -25,10 +25,10 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use hookrelay::attempts;
-use hookrelay::config::{ActionSettings, SubscriberSettings};
+use hookrelay::config::{ActionSettings, AttemptRecords, SubscriberSettings};
 use hookrelay::jq::{Fields, Jq};
 use hookrelay::subject::{self, header};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::{CancellationToken, PollSemaphore};
 use tokio_util::task::TaskTracker;
@@ -118,8 +118,10 @@ pub struct Subscriber {
     jq_fields: Arc<Fields>,
     gate: Gate,
     js: jetstream::Context,
-    /// Failed attempts of events waiting for a retry (`None`: the bucket could not be opened).
-    attempts: Option<jetstream::kv::Store>,
+    /// Where each attempt is recorded (`None`: the bucket could not be opened).
+    recorder: Option<attempts::Recorder>,
+    /// Whether the subscriber is paused (`hookrelay::pause`), as the worker watches it.
+    paused: watch::Receiver<bool>,
     permits: Arc<Semaphore>,
     metrics: SubscriberMetrics,
 }
@@ -131,7 +133,8 @@ impl Subscriber {
         settings: SubscriberSettings,
         action: Arc<dyn Action>,
         js: jetstream::Context,
-        attempts: Option<jetstream::kv::Store>,
+        recorder: Option<attempts::Recorder>,
+        paused: watch::Receiver<bool>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let permits = Arc::new(Semaphore::new(settings.concurrency));
@@ -145,7 +148,8 @@ impl Subscriber {
             settings,
             action,
             js,
-            attempts,
+            recorder,
+            paused,
             permits,
             metrics,
         })
@@ -227,11 +231,15 @@ impl Subscriber {
         // Made once: a fresh one on each turn would join and leave the token's waiters.
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
+        // Paused: start nothing and pull nothing more; what was pulled waits here, kept alive.
+        let mut pause = self.paused.clone();
+        let mut paused = *pause.borrow_and_update();
+        let mut pause_watched = true;
         loop {
             // Once the task's turn is used up, stop here rather than hand the events that
             // follow to tasks: the select below then yields (its slot, pull and timer branches
             // answer `Pending` with the budget gone, and wake the task again).
-            while !waiting.is_empty() && tokio::task::coop::has_budget_remaining() {
+            while !paused && !waiting.is_empty() && tokio::task::coop::has_budget_remaining() {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                     break;
                 };
@@ -242,8 +250,8 @@ impl Subscriber {
             if pull_after.is_some_and(|after| Instant::now() >= after) {
                 pull_after = None;
             }
-            let paused = pull_after.is_some();
-            if pull.is_none() && !paused && free >= read_ahead.div_ceil(2) {
+            let pull_paused = pull_after.is_some();
+            if pull.is_none() && !pull_paused && !paused && free >= read_ahead.div_ceil(2) {
                 let request = consumer
                     .batch()
                     .max_messages(free)
@@ -261,7 +269,19 @@ impl Subscriber {
             tokio::select! {
                 biased;
                 () = &mut stopping => break,
-                () = pause_until(pull_after), if paused && pull.is_none() => {}
+                changed = pause.changed(), if pause_watched => match changed {
+                    Ok(()) => {
+                        paused = *pause.borrow_and_update();
+                        tracing::info!(subscriber = self.name(), paused, held = waiting.len(), "{}", if paused {
+                            "subscriber paused: starting nothing and pulling nothing more"
+                        } else {
+                            "subscriber resumed"
+                        });
+                    }
+                    // The worker is stopping.
+                    Err(_) => pause_watched = false,
+                },
+                () = pause_until(pull_after), if pull_paused && pull.is_none() => {}
                 Some(()) = running.next(), if !running.is_empty() => {}
                 // Before the others, so that no stream of arrivals can put it off.
                 _ = keepalive.tick(), if !waiting.is_empty() => {
@@ -271,7 +291,7 @@ impl Subscriber {
                         }
                     }
                 }
-                permit = std::future::poll_fn(|cx| slots.poll_acquire(cx)), if !waiting.is_empty() => {
+                permit = std::future::poll_fn(|cx| slots.poll_acquire(cx)), if !paused && !waiting.is_empty() => {
                     let permit = permit.expect("the semaphore is never closed");
                     running.extend(self.start(waiting.pop_front(), permit, &tracker, &mut at_once));
                 }
@@ -375,6 +395,7 @@ impl Subscriber {
         } else {
             replayed
         };
+        let replay = (!replayed.is_empty()).then_some(stream_sequence);
         let event_type = subject::event_type_of(&message.subject).unwrap_or_default();
         let span = tracing::info_span!(
             "event",
@@ -395,6 +416,7 @@ impl Subscriber {
         )
         .reading(self.jq_fields.clone());
         let _in_flight = self.metrics.in_flight();
+        let started = (std::time::SystemTime::now(), std::time::Instant::now());
         async {
             let outcome = match settle::may_run(&self.settings, delivered)
                 .and_then(|()| self.selects(&event))
@@ -411,13 +433,66 @@ impl Subscriber {
                 self.gate.pause_until(Instant::now() + *retry_after);
             }
             let settlement = settle::settle(&self.settings, delivered, outcome);
+            // Only a failure's reason is copied, for its record.
+            let failure = match &settlement {
+                Settlement::Ack => None,
+                Settlement::Retry { reason, after }
+                | Settlement::DeadLetter {
+                    reason,
+                    or_retry_after: after,
+                } => Some((reason.clone(), *after)),
+            };
             let settled = self
                 .carry_out(&message, &event, (stream_sequence, delivered), settlement)
                 .await;
             self.metrics.handled(settled);
+            self.record(&event, delivered, started, settled, failure, replay)
+                .await;
         }
         .instrument(span)
         .await;
+    }
+
+    /// Records the attempt (`hookrelay::attempts`) as it was settled: all of them, or with
+    /// `attempt_records = "failures"` the failures and the success that ends them.
+    async fn record(
+        &self,
+        event: &Event,
+        delivered: i64,
+        (started_at, started): (std::time::SystemTime, std::time::Instant),
+        settled: Outcome,
+        failure: Option<(String, Duration)>,
+        replay: Option<u64>,
+    ) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let outcome = match settled {
+            Outcome::Ok => attempts::Outcome::Ok,
+            Outcome::Retried => attempts::Outcome::Retry,
+            Outcome::DeadLettered => attempts::Outcome::DeadLettered,
+            Outcome::Filtered => return,
+        };
+        if outcome == attempts::Outcome::Ok
+            && delivered <= 1
+            && replay.is_none()
+            && self.settings.attempt_records == AttemptRecords::Failures
+        {
+            return;
+        }
+        let attempt = u64::try_from(delivered).unwrap_or(0);
+        let mut record = attempts::Attempt::new(attempt, started_at, started.elapsed(), outcome);
+        if let Some((status, body)) = event.answer() {
+            record = record.answered(*status, body);
+        }
+        if let Some((reason, after)) = failure {
+            record = record.failed(&reason);
+            if outcome == attempts::Outcome::Retry {
+                record = record.retry_in(after);
+            }
+        }
+        record.replay = replay;
+        recorder.record(self.name(), &event.uuid, &record).await;
     }
 
     /// Whether the subscriber's `filter` keeps `event` (jq's `select`); without one, it does.
@@ -493,16 +568,14 @@ impl Subscriber {
         settlement: Settlement,
     ) -> Outcome {
         match settlement {
-            // The first attempt succeeded: no record of failed attempts to forget.
-            Settlement::Ack if ids.1 <= 1 => self.ack(message).await,
+            Settlement::Ack => self.ack(message).await,
             // Boxed: the rare paths' futures would otherwise make every event's task larger.
-            other => Box::pin(self.carry_out_after_failure(message, event, ids, other)).await,
+            other => Box::pin(self.carry_out_failure(message, event, ids, other)).await,
         }
     }
 
-    /// Carries out a retry or a dead letter, or an ack after failed attempts, keeping the
-    /// record of failed attempts (`hookrelayctl events show`) while the event waits.
-    async fn carry_out_after_failure(
+    /// Carries out a retry or a dead letter.
+    async fn carry_out_failure(
         &self,
         message: &jetstream::Message,
         event: &Event,
@@ -510,15 +583,10 @@ impl Subscriber {
         settlement: Settlement,
     ) -> Outcome {
         match settlement {
-            Settlement::Ack => {
-                let outcome = self.ack(message).await;
-                self.forget_attempts(event).await;
-                outcome
-            }
+            Settlement::Ack => self.ack(message).await,
             Settlement::Retry { reason, after } => {
                 tracing::warn!(error = %reason, retry_in = ?after, "action failed; retrying later");
                 self.nak(message, after).await;
-                self.record_attempts(event, delivered, &reason, after).await;
                 Outcome::Retried
             }
             Settlement::DeadLetter {
@@ -539,9 +607,6 @@ impl Subscriber {
                         if let Err(e) = message.ack_with(AckKind::Term).await {
                             tracing::warn!(error = %e, "dead letter stored but the original not terminated; it will be dead-lettered again (deduplicated)");
                         }
-                        if delivered > 1 {
-                            self.forget_attempts(event).await;
-                        }
                         Outcome::DeadLettered
                     }
                     Err(e) => {
@@ -551,37 +616,6 @@ impl Subscriber {
                     }
                 }
             }
-        }
-    }
-
-    /// Records that `event`'s attempt `delivered` failed for `reason` and is tried again
-    /// `after`. Only for `hookrelayctl events show`: a record that cannot be written is
-    /// logged, never a reason to hold the event.
-    async fn record_attempts(&self, event: &Event, delivered: i64, reason: &str, after: Duration) {
-        let (Some(store), Some(key)) = (&self.attempts, attempts::key(self.name(), &event.uuid))
-        else {
-            return;
-        };
-        let record = attempts::Attempts::new(
-            u64::try_from(delivered).unwrap_or(0),
-            reason,
-            std::time::SystemTime::now(),
-            after,
-        );
-        let value = serde_json::to_vec(&record).expect("a record serialises");
-        if let Err(e) = store.put(key, value.into()).await {
-            tracing::debug!(error = %e, "the failed attempt was not recorded");
-        }
-    }
-
-    /// Deletes `event`'s record of failed attempts, once it is settled.
-    async fn forget_attempts(&self, event: &Event) {
-        let (Some(store), Some(key)) = (&self.attempts, attempts::key(self.name(), &event.uuid))
-        else {
-            return;
-        };
-        if let Err(e) = store.delete(key).await {
-            tracing::debug!(error = %e, "the record of failed attempts was not deleted");
         }
     }
 

@@ -17,7 +17,8 @@ pub use okta::{OktaAccess, OktaCredentials, OktaSettings};
 pub use receiver::{AuthSettings, ReceiverSettings};
 pub use reconciler::ReconcilerSettings;
 pub use worker::{
-    ActionSettings, HttpActionSettings, HttpMethod, Rate, SubscriberSettings, WorkerSettings,
+    ActionSettings, AttemptRecords, HttpActionSettings, HttpMethod, Rate, SubscriberSettings,
+    WorkerSettings, shown_url,
 };
 
 use std::collections::HashMap;

@@ -32,6 +32,15 @@ pub struct NatsSettings {
     /// How long the dead-letter stream keeps a dead letter.
     #[serde(with = "humantime_serde")]
     pub dlq_retention: Duration,
+    /// How long the worker's record of each attempt at an event is kept (the console's attempt
+    /// timeline, `hookrelayctl events show`).
+    #[serde(with = "humantime_serde")]
+    pub attempts_retention: Duration,
+    /// At most this many attempt records are kept, all subscribers together; the oldest go
+    /// first.
+    pub attempts_max_records: u64,
+    /// The last attempts kept of one event for one subscriber (1 to 64).
+    pub attempts_per_event: u32,
     /// Copies of each stream in a NATS cluster: 1 for a single server, 3 for a 3-node cluster.
     pub replicas: usize,
     /// How long start-up keeps trying to reach NATS and set up the streams before giving up.
@@ -161,6 +170,9 @@ impl Default for NatsSettings {
             duplicate_window: Duration::from_secs(60 * 60),
             retention: Duration::from_secs(7 * 24 * 60 * 60),
             dlq_retention: Duration::from_secs(30 * 24 * 60 * 60),
+            attempts_retention: Duration::from_secs(7 * 24 * 60 * 60),
+            attempts_max_records: 1_000_000,
+            attempts_per_event: 10,
             replicas: 1,
             startup_timeout: Duration::from_secs(30),
             user: String::new(),
@@ -260,6 +272,22 @@ impl NatsSettings {
         if nats.startup_timeout.is_zero() {
             return Err(ConfigError::invalid(
                 "nats.startup_timeout",
+                "must be more than zero",
+            ));
+        }
+        if !(1..=64).contains(&nats.attempts_per_event) {
+            return Err(ConfigError::invalid(
+                "nats.attempts_per_event",
+                "must be 1 to 64 (JetStream keeps at most 64 values of a key)",
+            ));
+        }
+        if nats.attempts_max_records == 0 || nats.attempts_retention.is_zero() {
+            return Err(ConfigError::invalid(
+                if nats.attempts_max_records == 0 {
+                    "nats.attempts_max_records"
+                } else {
+                    "nats.attempts_retention"
+                },
                 "must be more than zero",
             ));
         }

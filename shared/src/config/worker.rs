@@ -21,6 +21,11 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
     /// Each subscriber is a durable JetStream consumer with its own action.
     pub subscribers: Vec<SubscriberSettings>,
+    /// A subscriber paused longer than this is reported (`hookrelay_worker_pause_alert_after_seconds`,
+    /// which the alert `HookrelaySubscriberPausedTooLong` compares with how long it has been
+    /// paused): a pause for a downstream's maintenance that nobody lifted.
+    #[serde(with = "humantime_serde")]
+    pub pause_alert_after: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -29,6 +34,7 @@ impl Default for WorkerSettings {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9083)),
             shutdown_grace: Duration::from_secs(30),
             subscribers: vec![SubscriberSettings::user_added()],
+            pause_alert_after: Duration::from_secs(4 * 60 * 60),
         }
     }
 }
@@ -70,6 +76,20 @@ pub struct SubscriberSettings {
     /// JetStream, kept from redelivery with in-progress acks.
     #[serde(default)]
     pub rate_limit: Option<String>,
+    /// Which attempts the worker records for the console's timeline and `hookrelayctl events
+    /// show`: `all` (the default), or `failures` (and the success that ends a run of them), which
+    /// spares the broker a write per event for a subscriber that handles very many.
+    #[serde(default)]
+    pub attempt_records: AttemptRecords,
+}
+
+/// Which attempts of a subscriber are recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptRecords {
+    #[default]
+    All,
+    Failures,
 }
 
 /// `<count>/<s|m|h>`: at most `count` in any `per`.
@@ -156,6 +176,7 @@ impl SubscriberSettings {
             read_ahead: defaults::read_ahead(),
             filter: None,
             rate_limit: None,
+            attempt_records: AttemptRecords::All,
         }
     }
 
@@ -216,6 +237,13 @@ pub struct HttpActionSettings {
     pub content_type: String,
 }
 
+/// `url` as [`HttpActionSettings::destination`] shows it.
+pub fn shown_url(url: &reqwest::Url) -> String {
+    let origin = url.origin().ascii_serialization();
+    let more = (url.path() != "/" || url.query().is_some()).then_some("/...");
+    format!("{origin}{}", more.unwrap_or("/"))
+}
+
 /// The methods the `http` action may send a body with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -227,6 +255,16 @@ pub enum HttpMethod {
 }
 
 impl HttpActionSettings {
+    /// The URL as errors, logs, dead letters and the console name it: scheme, host and port,
+    /// and `/...` for any path or query. A webhook's path is often its secret (Slack's,
+    /// Teams'), as user info is.
+    pub fn destination(&self) -> String {
+        match reqwest::Url::parse(&self.url) {
+            Ok(url) => shown_url(&url),
+            Err(_) => "(an invalid URL)".to_owned(),
+        }
+    }
+
     /// The signing key's bytes: the base64 after `whsec_`.
     pub fn signing_key(&self) -> Option<Result<Vec<u8>, String>> {
         use base64::Engine as _;

@@ -180,17 +180,35 @@ action = {{ type = "noop" }}
             ("flaky", "done"),
         ]
     );
-    assert_eq!(shown["subscribers"][3]["failed"]["attempts"], 1);
-    // The worker forgets an event's failed attempts once it is settled.
+    assert_eq!(shown["subscribers"][3]["failed"]["attempt"], 1);
+    assert_eq!(shown["subscribers"][3]["failed"]["status"], 503);
+    // Every attempt is kept after the event settles, for the console's timeline.
     let records = (stack.js.get_key_value("OKTA_EVENTS_attempts").await).expect("the bucket");
-    let kept = |subscriber: &str| {
+    let outcomes = |subscriber: &str| {
         let records = records.clone();
-        let key = format!("{subscriber}.{uuid}");
-        async move { records.get(key).await.expect("read").is_some() }
+        let subscriber = subscriber.to_owned();
+        let uuid = uuid.clone();
+        async move {
+            (hookrelay::attempts::history(&records, &subscriber, &uuid).await)
+                .expect("read")
+                .iter()
+                .map(|a| a.outcome.as_str())
+                .collect::<Vec<_>>()
+        }
     };
-    assert!(kept("slow").await, "waiting: recorded");
-    assert!(!kept("flaky").await, "done after a failure: forgotten");
-    assert!(!kept("crm").await, "done at once: never recorded");
+    assert_eq!(outcomes("slow").await, ["retry"], "waiting: its failure");
+    assert_eq!(
+        outcomes("flaky").await,
+        ["retry", "ok"],
+        "a failure, then done"
+    );
+    assert_eq!(outcomes("crm").await, ["ok"], "done at once");
+    assert_eq!(outcomes("siem").await, ["dead_lettered"]);
+    assert_eq!(
+        outcomes("other-domain").await,
+        Vec::<&str>::new(),
+        "filtered: no attempt"
+    );
     assert_eq!(shown["source"], "hook");
     assert_eq!(shown["delivery_id"], delivery_id.as_str());
 

@@ -18,9 +18,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use hookrelay::broker;
 use hookrelay::config::{HttpActionSettings, HttpMethod};
 use hookrelay::jq::Jq;
+use hookrelay::{attempts, broker};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
@@ -47,7 +47,7 @@ pub struct HttpPost {
     client: reqwest::Client,
     method: reqwest::Method,
     url: reqwest::Url,
-    /// The URL as errors name it: [`shown`].
+    /// The URL as errors name it: [`hookrelay::config::shown_url`].
     shown: String,
     transform: Option<Jq>,
     timeout: Duration,
@@ -97,7 +97,7 @@ impl HttpPost {
         Ok(HttpPost {
             client,
             method,
-            shown: shown(&url),
+            shown: hookrelay::config::shown_url(&url),
             url,
             transform,
             timeout: settings.timeout,
@@ -190,23 +190,28 @@ impl Action for HttpPost {
                 retry_after(value.to_str().ok()?, now)
             });
         if status.is_success() {
-            // Read (a bounded part of) the body so the connection can be reused.
+            // Read (a bounded part of) the body so the connection can be reused; its start is
+            // the attempt's record.
             let mut budget: usize = 64 * 1024;
+            let mut start = None;
             while let Ok(Some(chunk)) = response.chunk().await {
+                start.get_or_insert(chunk.slice(..chunk.len().min(attempts::MAX_RESPONSE)));
                 budget = match budget.checked_sub(chunk.len()) {
                     Some(left) => left,
                     None => break,
                 };
             }
+            event.answered(status.as_u16(), start.unwrap_or_default());
             return Ok(());
         }
         let mut body = Vec::new();
         while let Ok(Some(chunk)) = response.chunk().await {
             body.extend_from_slice(&chunk);
-            if body.len() >= MAX_ERROR_BODY {
+            if body.len() >= MAX_ERROR_BODY.max(attempts::MAX_RESPONSE) {
                 break;
             }
         }
+        event.answered(status.as_u16(), body.clone().into());
         body.truncate(MAX_ERROR_BODY);
         let reason = format!(
             "{} answered {status}: {}",
@@ -258,21 +263,14 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// `url` as errors, logs and dead letters name it: scheme, host and port, and `/...` for any
-/// path or query. A webhook's path is often its secret (Slack's, Teams'), as user info is.
-fn shown(url: &reqwest::Url) -> String {
-    let origin = url.origin().ascii_serialization();
-    let more = (url.path() != "/" || url.query().is_some()).then_some("/...");
-    format!("{origin}{}", more.unwrap_or("/"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn errors_name_the_downstream_by_its_origin_not_its_secret_path() {
-        let shown_of = |url: &str| shown(&reqwest::Url::parse(url).expect("a URL"));
+        let shown_of =
+            |url: &str| hookrelay::config::shown_url(&reqwest::Url::parse(url).expect("a URL"));
         assert_eq!(
             shown_of("https://hooks.slack.com/services/T000/B000/XXXXSECRET"),
             "https://hooks.slack.com/..."

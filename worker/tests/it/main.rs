@@ -6,6 +6,7 @@ mod faults;
 mod helpers;
 mod nats_secrets;
 mod operations;
+mod pause;
 mod pipeline;
 mod recipes;
 mod shaping;
