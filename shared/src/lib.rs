@@ -22,12 +22,14 @@ pub mod dead_letters;
 pub mod event;
 pub mod jq;
 pub mod okta;
+pub mod passwords;
 pub mod pause;
 pub mod publish;
 pub mod service;
 pub mod shutdown;
 pub mod stored;
 pub mod subject;
+pub mod subscribers;
 pub mod telemetry;
 
 pub use config::Settings;

@@ -6,14 +6,18 @@
 //! - [`events`]: where one event is, and the stored events of a time range.
 //! - [`backfill`]: fetch what a hook missed from Okta's System Log API and store it.
 //! - [`hooks`]: the Okta event hook itself, through Okta's Management API.
+//! - [`subscribers`]: each subscriber at a glance; pause and resume one.
+//! - [`console`]: password hashes and the first sign-in of the web console.
 //! - [`progress`]: the progress lines long runs print.
 
 pub mod backfill;
+pub mod console;
 pub mod dead_letters;
 pub mod events;
 pub mod hooks;
 pub mod progress;
 pub mod simulate;
+pub mod subscribers;
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! `hookrelayctl`: simulate Okta, manage dead letters, backfill from the System Log, manage
-//! the event hook.
+//! the event hook, pause subscribers, and the console's sign-in.
 //! Reads the same configuration as `receiver` and `worker`. This file only parses flags and
 //! dispatches: each command owns its `run`, in its module of the library.
 
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hookrelay::Settings;
-use hookrelay_tools::{backfill, dead_letters, events, hooks, simulate};
+use hookrelay_tools::{backfill, console, dead_letters, events, hooks, simulate, subscribers};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,13 @@ enum Command {
     /// set-url, activate, deactivate, delete, rotate-secret.
     #[command(subcommand)]
     Hooks(hooks::Command),
+    /// Each subscriber at a glance (`list`); pause or resume one on every worker.
+    #[command(subcommand)]
+    Subscribers(subscribers::Command),
+    /// The web console's sign-in: `hash-password` for a local user, `initial-password` for the
+    /// first sign-in.
+    #[command(subcommand)]
+    Console(console::Command),
 }
 
 #[tokio::main]
@@ -76,5 +83,7 @@ async fn run() -> anyhow::Result<bool> {
         Command::Events(command) => command.run(&settings).await,
         Command::Backfill(args) => args.run(&settings).await,
         Command::Hooks(command) => command.run(&settings).await,
+        Command::Subscribers(command) => command.run(&settings).await,
+        Command::Console(command) => command.run(&settings).await,
     }
 }

@@ -4,6 +4,7 @@
 //! Every key is documented in `config/default.toml`. A value that is missing, mistyped or
 //! out of range stops the program at start with a [`ConfigError`] that names the key.
 
+mod console;
 mod log;
 mod nats;
 mod okta;
@@ -11,6 +12,7 @@ mod receiver;
 mod reconciler;
 mod worker;
 
+pub use console::{ConsoleSettings, ConsoleUser, OidcSettings, Role};
 pub use log::{LogFormat, LogSettings};
 pub use nats::{NatsAuth, NatsSettings, NatsTls};
 pub use okta::{OktaAccess, OktaCredentials, OktaSettings};
@@ -70,6 +72,8 @@ pub struct Settings {
     pub okta: OktaSettings,
     /// The second ingress: the System Log reader.
     pub reconciler: ReconcilerSettings,
+    /// The web console.
+    pub console: ConsoleSettings,
     /// Log level and format.
     pub log: LogSettings,
 }
@@ -109,6 +113,7 @@ impl Settings {
         self.nats.validate()?;
         self.receiver.validate()?;
         self.worker.validate()?;
+        self.console.validate()?;
         self.reconciler.validate()
     }
 
