@@ -7,6 +7,7 @@
 //!   worker in the test's process; [`eventually`] and its one [`PATIENCE`].
 //! - [`process`]: the real binaries as child processes ([`Process`], [`process::run`]).
 //! - [`Downstream`], [`system_log`], [`okta_org`]: fakes of the services hookrelay talks to.
+//! - [`okta_oidc`]: a fake Okta authorization server that signs the console's users in (OIDC).
 //! - [`load`]: senders for load and fault tests.
 //! - [`secure`]: TLS certificates, nkeys and operator-mode credentials for a locked-down NATS.
 
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 
 mod downstream;
 pub mod load;
+pub mod okta_oidc;
 pub mod okta_org;
 pub mod process;
 pub mod secure;
