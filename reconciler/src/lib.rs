@@ -227,6 +227,8 @@ async fn pause(shutdown: &CancellationToken, period: Duration) -> bool {
 /// What one page brought.
 #[derive(Debug, Default)]
 struct PageOutcome {
+    /// Failed hook deliveries Okta recorded on the page.
+    hook_failures: Vec<hookrelay::okta::HookFailure>,
     read: usize,
     recovered: usize,
     already_stored: usize,
@@ -313,7 +315,7 @@ impl Poller {
                     continue;
                 }
             };
-            let outcome = match self.store(&page, &mut known).await {
+            let mut outcome = match self.store(&page, &mut known).await {
                 Ok(outcome) => outcome,
                 Err((kind, e)) => {
                     self.failed(kind, &e);
@@ -322,6 +324,11 @@ impl Poller {
                 }
             };
             newest = newest.max(outcome.newest_published);
+            if !outcome.hook_failures.is_empty() {
+                (self.state)
+                    .note_hook_failures(std::mem::take(&mut outcome.hook_failures))
+                    .await;
+            }
             let Some(next) = page.next else {
                 anyhow::bail!("the System Log answered without a next link in polling mode");
             };
@@ -384,6 +391,13 @@ impl Poller {
             let event_type = head.event_type.as_deref().unwrap_or_default();
             if event_type == HOOK_DELIVERY_FAILED && self.watch_hook {
                 self.status.metrics.hook_delivery_failures.inc();
+                outcome.hook_failures.push(hookrelay::okta::HookFailure {
+                    published: head.published.clone().unwrap_or_default(),
+                    message: head.display_message.clone().unwrap_or_default(),
+                    reason: (head.outcome.as_ref())
+                        .and_then(|o| o.reason.clone())
+                        .unwrap_or_default(),
+                });
                 tracing::warn!(
                     published = head.published.as_deref().unwrap_or_default(),
                     message = head.display_message.as_deref().unwrap_or_default(),

@@ -144,6 +144,23 @@ impl State {
         Ok(Some(cursor))
     }
 
+    /// Adds failed hook deliveries Okta recorded to the last ones kept (for the console).
+    pub async fn note_hook_failures(&self, failures: Vec<hookrelay::okta::HookFailure>) {
+        use hookrelay::okta::{HOOK_FAILURES_KEPT, HOOK_FAILURES_KEY};
+        let mut kept: Vec<hookrelay::okta::HookFailure> =
+            match self.cursors.get(HOOK_FAILURES_KEY).await {
+                Ok(Some(value)) => serde_json::from_slice(&value).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+        kept.extend(failures);
+        let excess = kept.len().saturating_sub(HOOK_FAILURES_KEPT);
+        kept.drain(..excess);
+        let value = serde_json::to_vec(&kept).expect("failures serialise");
+        if let Err(e) = self.cursors.put(HOOK_FAILURES_KEY, value.into()).await {
+            tracing::debug!(error = %e, "the failed hook deliveries were not kept");
+        }
+    }
+
     /// Saves `cursor` over the revision this reconciler last read or wrote.
     pub async fn save(&mut self, cursor: &Cursor) -> Result<(), Conflict> {
         let value = serde_json::to_vec(cursor)

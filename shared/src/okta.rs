@@ -18,6 +18,23 @@ pub mod hooks;
 
 pub use auth::Authorizer;
 
+/// The key, in the reconciler's bucket, of the last failed hook deliveries Okta recorded
+/// (`event_hook.delivery`), newest last: the console's Okta page shows them.
+pub const HOOK_FAILURES_KEY: &str = "hook_delivery_failures";
+/// How many of them are kept.
+pub const HOOK_FAILURES_KEPT: usize = 20;
+
+/// A failed hook delivery, as Okta's System Log records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HookFailure {
+    /// When Okta recorded it (RFC 3339).
+    pub published: String,
+    /// Okta's `displayMessage`.
+    pub message: String,
+    /// Okta's `outcome.reason`: why the delivery failed.
+    pub reason: String,
+}
+
 /// The longest wait for a rate limit to reset: Okta's windows are a minute.
 pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
 /// Okta's answer when a query runs too long; also what one page may take.

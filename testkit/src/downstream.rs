@@ -102,6 +102,8 @@ impl Downstream {
         let url = format!("http://{}/hook", listener.local_addr().expect("bound"));
         let app = axum::Router::new()
             .route("/hook", post(receive).put(receive).patch(receive))
+            // A webhook URL with more to its path (a Slack-like secret path) lands here too.
+            .route("/hook/{*rest}", post(receive).put(receive).patch(receive))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("downstream serves");

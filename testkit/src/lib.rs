@@ -10,6 +10,7 @@
 //! - [`okta_oidc`]: a fake Okta authorization server that signs the console's users in (OIDC).
 //! - [`load`]: senders for load and fault tests.
 //! - [`secure`]: TLS certificates, nkeys and operator-mode credentials for a locked-down NATS.
+//! - [`browser`]: headless Chromium over WebDriver, with the browser's console errors.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod browser;
 mod downstream;
 pub mod load;
 pub mod okta_oidc;
@@ -30,7 +32,7 @@ mod stack;
 pub mod system_log;
 pub use downstream::{Downstream, Recorded, Reply};
 pub use process::{Process, Run};
-pub use stack::{InProcess, PATIENCE, Receiver, Stack, eventually};
+pub use stack::{Console, ConsoleClient, InProcess, PATIENCE, Receiver, Stack, eventually};
 
 /// A `nats-server` with JetStream, on a free loopback port, storing into a temporary directory.
 /// Killed (SIGKILL) when dropped.
@@ -252,6 +254,8 @@ pub fn env_for_url(url: &str, overrides: &[(&str, &str)]) -> HashMap<String, Str
         ("HOOKRELAY__RECEIVER__AUTH__SECRET", DEMO_SECRET),
         ("HOOKRELAY__WORKER__ADMIN_LISTEN", "127.0.0.1:0"),
         ("HOOKRELAY__RECONCILER__ADMIN_LISTEN", "127.0.0.1:0"),
+        ("HOOKRELAY__CONSOLE__LISTEN", "127.0.0.1:0"),
+        ("HOOKRELAY__CONSOLE__ADMIN_LISTEN", "127.0.0.1:0"),
     ];
     base.iter()
         .chain(overrides)

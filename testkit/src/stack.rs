@@ -133,6 +133,12 @@ impl Stack {
         InProcess::spawn(|shutdown| worker.run(shutdown))
     }
 
+    /// A console with the stack's settings, serving real HTTP on ephemeral ports from this
+    /// process.
+    pub async fn console(&self) -> Console {
+        Console::start(&self.settings).await
+    }
+
     /// POSTs `delivery` to a hook URL as Okta does.
     pub async fn post(&self, hook_url: &str, delivery: &Value) -> reqwest::Response {
         okta_post(&self.http, hook_url, delivery)
@@ -219,5 +225,150 @@ impl InProcess {
 impl Drop for InProcess {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// A console running in this process; stops when dropped.
+pub struct Console {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    pub admin_addr: SocketAddr,
+    running: InProcess,
+}
+
+impl Console {
+    /// A console with `settings`, once its index has read the stream it found.
+    pub async fn start(settings: &Settings) -> Self {
+        let console = console::Console::build(settings)
+            .await
+            .expect("the console starts");
+        let url = format!("http://{}", console.local_addr());
+        let admin_addr = console.admin_addr();
+        let index = console.state().index.clone();
+        let running = InProcess::spawn(|shutdown| console.run(shutdown));
+        eventually("the console reads the stream it found", || {
+            let index = index.clone();
+            async move { index.progress().1 }
+        })
+        .await;
+        Console {
+            url,
+            admin_addr,
+            running,
+        }
+    }
+
+    /// A client of this console that has not signed in.
+    pub fn client(&self) -> ConsoleClient {
+        ConsoleClient::new(&self.url)
+    }
+
+    /// Asks the console to stop; the handle ends when it has.
+    pub fn stop(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        self.running.stop()
+    }
+}
+
+/// A browser-like client of the console: it keeps the session cookie, sends forms from the
+/// console's own origin (as a browser on its pages does), and follows no redirect, so a test
+/// sees each 303.
+#[derive(Clone)]
+pub struct ConsoleClient {
+    pub url: String,
+    http: reqwest::Client,
+    /// The `Cookie` header to send: the session's, once signed in.
+    pub cookie: Option<String>,
+}
+
+impl ConsoleClient {
+    pub fn new(url: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        ConsoleClient {
+            url: url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a client"),
+            cookie: None,
+        }
+    }
+
+    /// Signs in with a name and password; panics unless the console lets them in.
+    pub async fn signed_in(mut self, name: &str, password: &str) -> Self {
+        let response = self
+            .post_form("/login", &[("username", name), ("password", password)])
+            .await;
+        assert_eq!(response.status(), 303, "{name} signs in");
+        self.keep_cookies(&response);
+        assert!(self.cookie.is_some(), "a session cookie");
+        self
+    }
+
+    /// Keeps the cookies a response sets (the last value of each name), as a browser does.
+    pub fn keep_cookies(&mut self, response: &reqwest::Response) {
+        let mut jar: Vec<(String, String)> = (self.cookie.iter())
+            .flat_map(|c| c.split("; "))
+            .filter_map(|p| p.split_once('=').map(|(n, v)| (n.to_owned(), v.to_owned())))
+            .collect();
+        for set in response.headers().get_all("set-cookie") {
+            let text = set.to_str().unwrap_or_default();
+            let first = text.split(';').next().unwrap_or_default();
+            let Some((name, value)) = first.split_once('=') else {
+                continue;
+            };
+            jar.retain(|(n, _)| n != name);
+            if !value.is_empty() && !text.contains("Max-Age=0") {
+                jar.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        let header: Vec<String> = jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        self.cookie = (!header.is_empty()).then(|| header.join("; "));
+    }
+
+    fn with_cookie(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.cookie {
+            Some(cookie) => request.header("cookie", cookie),
+            None => request,
+        }
+    }
+
+    /// GETs `path` as a page (HTML).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.with_cookie(self.http.get(format!("{}{path}", self.url)))
+            .send()
+            .await
+            .expect("the console answers")
+    }
+
+    /// GETs `path` as a script does (`Accept: application/json`), and reads the JSON.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .with_cookie(self.http.get(format!("{}{path}", self.url)))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .expect("the console answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs a form from the console's own page.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.post_form_from(path, fields, &self.url).await
+    }
+
+    /// POSTs a form as a page at `origin` would.
+    pub async fn post_form_from(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        origin: &str,
+    ) -> reqwest::Response {
+        self.with_cookie(self.http.post(format!("{}{path}", self.url)))
+            .header("origin", origin)
+            .form(fields)
+            .send()
+            .await
+            .expect("the console answers")
     }
 }
