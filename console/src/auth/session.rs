@@ -158,7 +158,8 @@ impl Sessions {
             self.end_id(id).await;
             return None;
         }
-        if idle_for >= TOUCH_EVERY.as_secs() {
+        // Often enough that a session in use never looks idle.
+        if idle_for >= TOUCH_EVERY.min(self.idle / 4).as_secs() {
             session.seen = now;
             if let Err(e) = self.put(id, &session).await {
                 tracing::debug!(error = %e, "a session's last use was not written");

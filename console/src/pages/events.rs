@@ -447,13 +447,10 @@ async fn find(state: &AppState, filters: &Filters, before: Option<u64>) -> anyho
         cursor = Some(last.sequence);
         read += batch.len() as u64;
         oldest = Some(last.entry.stored);
-        let mut kept = rows_of(state, &batch, filters, |fetched, _| {
-            needle.is_empty() || contains_ignoring_case(&fetched.payload, &needle)
+        let kept = rows_of(state, &batch, filters, |fetched, _| {
+            matches_q(fetched, &filters.q, &needle)
         })
         .await?;
-        if !filters.q.is_empty() {
-            kept.retain(|r| r.uuid.eq_ignore_ascii_case(&filters.q) || involves(r, &filters.q));
-        }
         rows.extend(kept);
         if rows.len() > PAGE {
             // The next page starts after the last row shown.
@@ -526,8 +523,14 @@ async fn candidates(
     })
 }
 
-fn involves(row: &Row, who: &str) -> bool {
-    (row.actor.iter().chain(&row.targets)).any(|w| w.eq_ignore_ascii_case(who))
+/// Whether a fetched event is `q`'s: its uuid, or its actor's or a target's alternateId or id
+/// (any case). `needle` is `q` in lower case, looked for in the bytes before any parsing.
+fn matches_q(fetched: &Fetched, q: &str, needle: &[u8]) -> bool {
+    q.is_empty()
+        || (contains_ignoring_case(&fetched.payload, needle)
+            && (Summary::of(&fetched.payload).involves(q)
+                || header::value(Some(&fetched.copy.headers), "Nats-Msg-Id")
+                    .is_some_and(|uuid| uuid.eq_ignore_ascii_case(q))))
 }
 
 /// The rows of `found` that `prefilter` (on the fetched event) and the status filter keep, in
@@ -638,18 +641,12 @@ pub async fn new_events(
             (sequence > after).then_some(true)
         });
         let needle = filters.q.as_bytes().to_ascii_lowercase();
-        let rows = rows_of(&state, &found, &filters, |fetched, _| {
-            needle.is_empty() || contains_ignoring_case(&fetched.payload, &needle)
+        rows_of(&state, &found, &filters, |fetched, _| {
+            matches_q(fetched, &filters.q, &needle)
         })
         .await
-        .map_err(|e| Failure::broker(format, &e))?;
-        rows.iter()
-            .filter(|r| {
-                filters.q.is_empty()
-                    || r.uuid.eq_ignore_ascii_case(&filters.q)
-                    || involves(r, &filters.q)
-            })
-            .count()
+        .map_err(|e| Failure::broker(format, &e))?
+        .len()
     };
     if format == Format::Json {
         return Ok(axum::Json(serde_json::json!({"new": count, "after": after})).into_response());
