@@ -410,10 +410,13 @@ pub async fn ensure_bucket(
     match js.get_stream(&config.name).await {
         Ok(stream) => {
             let current = &stream.cached_info().config;
+            // The server writes "no limit" as -1 whatever it was given (0 or -1).
+            let limit = |n: i64| if n <= 0 { -1 } else { n };
             let same = current.subjects == config.subjects
                 && current.description == config.description
-                && current.max_messages_per_subject == config.max_messages_per_subject
-                && current.max_messages == config.max_messages
+                && limit(current.max_messages_per_subject)
+                    == limit(config.max_messages_per_subject)
+                && limit(current.max_messages) == limit(config.max_messages)
                 && current.max_age == config.max_age
                 && current.discard == config.discard
                 && current.num_replicas == config.num_replicas;

@@ -182,7 +182,34 @@ pub async fn run(
     env: &HashMap<String, String>,
     args: &[&str],
 ) -> Run {
-    let output = command(binary, config, env).args(args).output();
+    run_with_input(binary, config, env, args, None).await
+}
+
+/// [`run`], with `input` on its standard input (closed after it).
+pub async fn run_with_input(
+    binary: &Path,
+    config: &Path,
+    env: &HashMap<String, String>,
+    args: &[&str],
+    input: Option<&str>,
+) -> Run {
+    use tokio::io::AsyncWriteExt as _;
+    let mut command = command(binary, config, env);
+    command
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if input.is_some() {
+        command.stdin(Stdio::piped());
+    }
+    let mut child = command.spawn().expect("the command runs");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .expect("input written");
+    }
+    let output = child.wait_with_output();
     let output = tokio::time::timeout(std::time::Duration::from_secs(60), output)
         .await
         .expect("the command finishes within a minute")

@@ -23,11 +23,12 @@ const CONF: &str = concat!(
 );
 
 /// The users of the file, each with the client name its process connects as.
-const USERS: [(&str, &str); 4] = [
+const USERS: [(&str, &str); 5] = [
     ("receiver", "hookrelay-receiver"),
     ("worker", "hookrelay-worker"),
     ("reconciler", "hookrelay-reconciler"),
     ("hookrelayctl", "hookrelayctl"),
+    ("console", "hookrelay-console"),
 ];
 
 /// A nats-server running the shipped file, and a stack whose own view (and `hookrelayctl`)
@@ -167,8 +168,10 @@ async fn every_process_does_its_whole_job_with_its_own_user() {
     let log_url = log.url();
     let config = format!(
         "[[worker.subscribers]]\nname = \"crm\"\nevent_types = [\"user.lifecycle.create\"]\n\
-         action = {{ type = \"http\", url = \"{}\" }}\n",
-        crm.url
+         action = {{ type = \"http\", url = \"{}\" }}\n\
+         [[console.users]]\nname = \"olivia\"\nrole = \"operator\"\npassword_hash = \"{}\"\n",
+        crm.url,
+        hookrelay::passwords::hash("an operator's passphrase"),
     );
     let mut secured = Secured::start(&config, &[]).await;
 
@@ -280,6 +283,74 @@ async fn every_process_does_its_whole_job_with_its_own_user() {
         let metrics = secured.stack.http.get(&url).send().await.expect("answered");
         assert_eq!(metrics.status(), 200, "{name}");
     }
+
+    // The console reads everything, replays an event, discards the receiver's dead letter,
+    // pauses and resumes a subscriber, and keeps its sessions.
+    let console = hookrelay_testkit::Console::start(&secured.settings_as("console", &[])).await;
+    let operator = console
+        .client()
+        .signed_in("olivia", "an operator's passphrase")
+        .await;
+    eventually("the console lists the three events", || async {
+        operator.get_json("/events").await.1["events"]
+            .as_array()
+            .map(Vec::len)
+            == Some(3)
+    })
+    .await;
+    for path in [
+        "/events?q=logged%40example.com",
+        &format!("/events/{uuid}"),
+        "/dead-letters",
+        "/subscribers",
+        "/okta",
+    ] {
+        let (status, body) = operator.get_json(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (_, shown) = operator.get_json(&format!("/events/{uuid}")).await;
+    assert!(
+        !shown["subscribers"][0]["attempts"]
+            .as_array()
+            .expect("attempts")
+            .is_empty(),
+        "{shown}"
+    );
+    let before = crm.requests().len();
+    let replay = operator
+        .post_form(
+            &format!("/events/{uuid}/replay"),
+            &[("subscriber", "crm"), ("token", "x")],
+        )
+        .await;
+    assert_eq!(replay.status(), 303);
+    eventually("crm got the replay", || async {
+        crm.requests().len() == before + 1
+    })
+    .await;
+    let discard = operator
+        .post_form(
+            "/dead-letters/discard",
+            &[("subscriber", "receiver"), ("all", "1"), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(discard.status(), 303);
+    assert!(
+        listed().await.is_empty(),
+        "the receiver's dead letter discarded"
+    );
+    for action in ["pause", "resume"] {
+        let response = operator
+            .post_form(&format!("/subscribers/crm/{action}"), &[])
+            .await;
+        assert_eq!(response.status(), 303, "{action}");
+    }
+    let ready = (secured.stack.http)
+        .get(format!("http://{}/readyz", console.admin_addr))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(ready.status(), 200, "the console is ready");
 
     // … and backfills: it reads what is stored, stores nothing twice, and stores the rest.
     secured

@@ -2,6 +2,7 @@
 //! HTTP, a worker, and fakes of what stands outside (a downstream, Okta's System Log).
 
 mod backfill;
+mod console;
 mod dead_letters;
 mod events;
 mod helpers;
