@@ -1,5 +1,5 @@
 //! What `deploy/` ships for monitoring, against the real thing: every metric the alerts and the
-//! dashboard name is served by a live receiver, worker or System Log reader (a renamed metric
+//! dashboard name is served by a live receiver, worker, System Log reader or console (a renamed metric
 //! fails here), and Prometheus's own `promtool` accepts every expression, the configuration,
 //! and the alerts' unit tests.
 
@@ -83,7 +83,7 @@ fn served(name: &str, families: &BTreeSet<String>) -> bool {
 fn promtool_accepts_the_alerts_their_tests_the_configuration_and_the_dashboard() {
     let alerts = deploy("prometheus/alerts.yml");
     let checked = promtool(&["check".as_ref(), "rules".as_ref(), alerts.as_os_str()]);
-    assert!(checked.contains("SUCCESS: 11 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 12 rules found"), "{checked}");
     let tests = deploy("prometheus/alerts.test.yml");
     promtool(&["test".as_ref(), "rules".as_ref(), tests.as_os_str()]);
     let config = deploy("prometheus/prometheus.yml");
@@ -140,6 +140,7 @@ async fn every_metric_the_alerts_and_dashboard_name_is_served_by_a_live_process(
         (reconciler::Reconciler::build(&stack.settings).await).expect("the reconciler starts");
     let reconciler_admin = reconciler.admin_addr();
     let _reconciler = InProcess::spawn(|shutdown| reconciler.run(shutdown));
+    let console = stack.console().await;
 
     // An event through the whole pipeline, and a poll of the System Log, so that labelled
     // series exist beside their families.
@@ -166,6 +167,7 @@ async fn every_metric_the_alerts_and_dashboard_name_is_served_by_a_live_process(
         ("receiver", receiver.admin_addr),
         ("worker", worker_admin),
         ("reconciler", reconciler_admin),
+        ("console", console.admin_addr),
     ] {
         let text = scrape(&stack.http, admin).await;
         assert_eq!(
