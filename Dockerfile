@@ -1,5 +1,5 @@
-# hookrelay: one image with the binaries; docker-compose.yml runs `receiver`, `worker` and
-# `reconciler`, and
+# hookrelay: one image with the binaries; docker-compose.yml runs `receiver`, `worker`,
+# `reconciler` and `console`, and
 # `docker compose run --rm receiver hookrelayctl …` the tools (the receiver's service has the
 # hook secret that `simulate` sends). BuildKit's built-in Dockerfile frontend (Docker 20.10 and
 # newer) reads this file as it is: no `# syntax=` line, which would pull a frontend image from a
@@ -12,14 +12,16 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p receiver -p worker -p reconciler -p hookrelay-tools \
+    cargo build --release --locked -p receiver -p worker -p reconciler -p console \
+       -p hookrelay-tools \
     && install -m 0755 target/release/receiver target/release/worker \
-       target/release/reconciler target/release/hookrelayctl /usr/local/bin/
+       target/release/reconciler target/release/console target/release/hookrelayctl \
+       /usr/local/bin/
 
 # Runtime stage: glibc and CA certificates only, no shell, running as an unprivileged user.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /usr/local/bin/receiver /usr/local/bin/worker /usr/local/bin/reconciler \
-     /usr/local/bin/hookrelayctl /usr/local/bin/
+     /usr/local/bin/console /usr/local/bin/hookrelayctl /usr/local/bin/
 COPY config/default.toml /etc/hookrelay/default.toml
 ENV HOOKRELAY_CONFIG=/etc/hookrelay/default.toml
 USER nonroot:nonroot

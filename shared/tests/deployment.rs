@@ -230,9 +230,42 @@ fn the_reconciler_is_idle_by_default_and_reads_okta_access_from_the_env_file() {
 }
 
 #[test]
+fn the_console_is_reached_on_this_hosts_loopback_only() {
+    let compose = compose();
+    let console = service(&compose, "console");
+    let settings = settings_of(console);
+    assert_eq!(settings.nats.url, "nats://nats:4222");
+    assert_eq!(strings(&console["command"]), ["console"]);
+    assert_eq!(
+        strings(&console["ports"]),
+        [format!("127.0.0.1:8090:{}", settings.console.listen.port())],
+        "published on loopback only"
+    );
+    assert!(
+        settings.console.listen.ip().is_unspecified(),
+        "reachable from the host's port"
+    );
+    assert_eq!(settings.console.url, "http://localhost:8090");
+    assert!(
+        settings.console.first_sign_in(),
+        "a new stack signs in with initial-password"
+    );
+    assert_eq!(settings.console.admin_listen.port(), 9085);
+    let with_url = compose_with(&HashMap::from([(
+        "HOOKRELAY_CONSOLE_URL",
+        "https://hookrelay.example.com",
+    )]));
+    let settings = settings_of(service(&with_url, "console"));
+    assert!(
+        settings.console.secure_cookies(),
+        "behind TLS: Secure cookies"
+    );
+}
+
+#[test]
 fn services_wait_for_a_healthy_broker_and_check_their_own_health() {
     let compose = compose();
-    for name in ["receiver", "worker", "reconciler"] {
+    for name in ["receiver", "worker", "reconciler", "console"] {
         let service = service(&compose, name);
         assert_eq!(
             service["depends_on"]["nats"]["condition"].as_str(),
@@ -333,6 +366,7 @@ fn the_monitoring_profile_scrapes_every_admin_port_and_loads_the_alerts_and_dash
         match name {
             "receiver" => settings.receiver.admin_listen,
             "worker" => settings.worker.admin_listen,
+            "console" => settings.console.admin_listen,
             _ => settings.reconciler.admin_listen,
         }
     };
@@ -356,7 +390,7 @@ fn the_monitoring_profile_scrapes_every_admin_port_and_loads_the_alerts_and_dash
         );
         scraped.push(name.to_owned());
     }
-    assert_eq!(scraped, ["receiver", "worker", "reconciler"]);
+    assert_eq!(scraped, ["receiver", "worker", "reconciler", "console"]);
     assert_eq!(strings(&config["rule_files"]), ["alerts.yml"]);
 
     let mounts = strings(&grafana["volumes"]);
@@ -379,7 +413,14 @@ fn the_monitoring_profile_scrapes_every_admin_port_and_loads_the_alerts_and_dash
 #[test]
 fn the_compose_file_loads_with_no_variable_set() {
     let compose = compose_with(&HashMap::new());
-    for name in ["nats", "receiver", "worker", "reconciler", "tunnel"] {
+    for name in [
+        "nats",
+        "receiver",
+        "worker",
+        "reconciler",
+        "console",
+        "tunnel",
+    ] {
         service(&compose, name);
     }
 }
@@ -468,6 +509,7 @@ fn dockerfile_is_multi_stage_non_root_and_ships_the_config_it_points_at() {
         ("receiver", "receiver"),
         ("worker", "worker"),
         ("reconciler", "reconciler"),
+        ("console", "console"),
         ("hookrelay-tools", "hookrelayctl"),
     ] {
         assert!(text.contains(&format!("-p {package}")), "{binary} is built");
