@@ -86,6 +86,23 @@ enum Command {
         batch: usize,
         #[arg(long, default_value_t = 8)]
         connections: usize,
+        /// Events of three types (one in a thousand of a rare one) about 50,000 users, as the
+        /// console's benchmark stores them, instead of one user's `user.lifecycle.create`.
+        #[arg(long)]
+        varied: bool,
+    },
+    /// Sign in to the console as `user` and time its pages, `requests` times each, one after
+    /// another: the first page of events, a type's, a rare type's, a page deep in the stream,
+    /// an event's own page; then a search by a user's login. Prints percentiles in ms.
+    ConsoleProbe {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
     },
     /// Pull `consumer` (durable, explicit acks, created as the worker creates its own) from
     /// OKTA_EVENTS in batches of `batch`; at most `concurrency` at a time, POST each event to
@@ -140,7 +157,14 @@ async fn main() -> anyhow::Result<()> {
             events,
             batch,
             connections,
-        } => fill(&url, events, batch, connections).await,
+            varied,
+        } => fill(&url, events, batch, connections, varied).await,
+        Command::ConsoleProbe {
+            url,
+            user,
+            password,
+            requests,
+        } => console_probe(&url, &user, &password, requests).await,
         Command::Drain {
             nats,
             consumer,
@@ -273,20 +297,45 @@ fn percentiles(values: &mut [u64]) -> Value {
 /// An Okta delivery of `events` fresh `user.lifecycle.create` events, shaped like the sample,
 /// `published` now.
 fn delivery(events: usize) -> String {
+    delivery_of(events, None)
+}
+
+/// The type and user of the `n`th event of a varied fill: one in a thousand `user.account.lock`,
+/// a third `user.session.start`, the rest `user.lifecycle.create`; 50,000 users.
+fn varied(n: usize) -> (&'static str, String) {
+    let event_type = if n % 1000 == 999 {
+        "user.account.lock"
+    } else if n % 3 == 0 {
+        "user.session.start"
+    } else {
+        "user.lifecycle.create"
+    };
+    (
+        event_type,
+        format!("user{}@example.com", (n * 7919) % 50_000),
+    )
+}
+
+/// [`delivery`], or with `counter` events varied as [`varied`] says.
+fn delivery_of(events: usize, counter: Option<&std::sync::atomic::AtomicUsize>) -> String {
     let published = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
     let events: Vec<Value> = (0..events)
         .map(|_| {
+            let (event_type, user) = match counter {
+                Some(c) => varied(c.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+                None => ("user.lifecycle.create", "bench@example.com".to_owned()),
+            };
             json!({
                 "uuid": uuid::Uuid::new_v4().to_string(),
                 "published": published,
-                "eventType": "user.lifecycle.create",
+                "eventType": event_type,
                 "version": "0",
                 "displayMessage": "Create okta user",
                 "severity": "INFO",
                 "client": {"userAgent": {"rawUserAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36", "os": "Linux", "browser": "CHROME"}, "zone": "null", "device": "Computer", "id": null, "ipAddress": "203.0.113.7", "geographicalContext": {"city": "Toronto", "state": "Ontario", "country": "Canada", "postalCode": "M5V", "geolocation": {"lat": 43.6, "lon": -79.4}}},
                 "actor": {"id": "00u1qw1mqitPHM8AJ0g7", "type": "User", "alternateId": "admin@example.com", "displayName": "Okta Admin"},
                 "outcome": {"result": "SUCCESS", "reason": null},
-                "target": [{"id": "00u1xut9ylB1o5uW40g7", "type": "User", "alternateId": "bench@example.com", "displayName": "Bench User"}],
+                "target": [{"id": "00u1xut9ylB1o5uW40g7", "type": "User", "alternateId": user, "displayName": "Bench User"}],
                 "transaction": {"type": "WEB", "id": "ZIvFmRBtY4xZ2ZrMqw0mYAAAA6o", "detail": {}},
                 "debugContext": {"debugData": {"requestId": "ZIvFmRBtY4xZ2ZrMqw0mYAAAA6o", "requestUri": "/api/v1/users", "url": "/api/v1/users?activate=true"}}
             })
@@ -344,18 +393,27 @@ async fn pace(url: &str, rate: u32, duration: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fill(url: &str, events: usize, batch: usize, connections: usize) -> anyhow::Result<()> {
+async fn fill(
+    url: &str,
+    events: usize,
+    batch: usize,
+    connections: usize,
+    varied: bool,
+) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let deliveries = events.div_ceil(batch);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
     for _ in 0..connections {
-        let (http, url, next) = (http.clone(), url.to_string(), next.clone());
+        let (http, url, next, counter) =
+            (http.clone(), url.to_string(), next.clone(), counter.clone());
         senders.spawn(async move {
             let mut failures = 0usize;
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < deliveries {
-                if post_delivery(&http, &url, delivery(batch)).await != Ok(200) {
+                let body = delivery_of(batch, varied.then_some(&*counter));
+                if post_delivery(&http, &url, body).await != Ok(200) {
                     failures += 1;
                 }
             }
@@ -477,5 +535,121 @@ async fn forward_all(
             drop(slot);
         });
     }
+    Ok(())
+}
+
+/// Times `path` on the console `requests` times, one after another: percentiles in ms.
+async fn time_page(
+    http: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    paths: &[String],
+    requests: usize,
+) -> anyhow::Result<Value> {
+    let mut took = Vec::with_capacity(requests);
+    for i in 0..requests {
+        let path = &paths[i % paths.len()];
+        let started = Instant::now();
+        let response = http
+            .get(format!("{url}{path}"))
+            .header("cookie", cookie)
+            .send()
+            .await?;
+        let status = response.status();
+        response.bytes().await?;
+        anyhow::ensure!(status == 200, "{path} answered {status}");
+        took.push(started.elapsed().as_micros() as u64);
+    }
+    took.sort_unstable();
+    let at = |q: f64| took[((took.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    Ok(json!({"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0), "requests": requests}))
+}
+
+async fn console_probe(
+    url: &str,
+    user: &str,
+    password: &str,
+    requests: usize,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let login = http
+        .post(format!("{url}/login"))
+        .header("origin", url)
+        .form(&[("username", user), ("password", password)])
+        .send()
+        .await?;
+    anyhow::ensure!(login.status() == 303, "sign-in answered {}", login.status());
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .ok_or_else(|| anyhow::anyhow!("no session cookie"))?
+        .to_owned();
+    let json = |path: String| {
+        let (http, cookie) = (http.clone(), cookie.clone());
+        let url = format!("{url}{path}");
+        async move {
+            let value: Value = (http.get(url).header("cookie", cookie))
+                .header("accept", "application/json")
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(value)
+        }
+    };
+    let newest = json("/events".into()).await?["newest"]
+        .as_u64()
+        .unwrap_or(0);
+    // Events from all over the stream, for their own pages and for pages deep in it.
+    let mut uuids = Vec::new();
+    let mut deep = Vec::new();
+    for i in 1..=40u64 {
+        let before = newest * i / 41 + 1;
+        deep.push(format!("/events?before={before}"));
+        let page = json(format!("/events?before={before}")).await?;
+        if let Some(uuid) = page["events"][0]["uuid"].as_str() {
+            uuids.push(format!("/events/{uuid}"));
+        }
+    }
+    let mut report = serde_json::Map::new();
+    for (name, paths) in [
+        ("first_page", vec!["/events".to_owned()]),
+        (
+            "type_page",
+            vec!["/events?type=user.session.start".to_owned()],
+        ),
+        (
+            "rare_type_page",
+            vec!["/events?type=user.account.lock".to_owned()],
+        ),
+        ("deep_page", deep),
+        ("event_page", uuids),
+    ] {
+        report.insert(
+            name.into(),
+            time_page(&http, url, &cookie, &paths, requests).await?,
+        );
+    }
+    let mut searches = Vec::new();
+    for user in [
+        "user1234@example.com",
+        "user42@example.com",
+        "nobody@example.com",
+    ] {
+        let started = Instant::now();
+        let page = json(format!("/events?q={}", user.replace('@', "%40"))).await?;
+        searches.push(json!({
+            "q": user,
+            "ms": started.elapsed().as_millis() as u64,
+            "found": page["events"].as_array().map_or(0, Vec::len),
+            "searched": page["searched"],
+        }));
+    }
+    report.insert("searches".into(), Value::Array(searches));
+    println!("{}", Value::Object(report));
     Ok(())
 }
