@@ -246,6 +246,16 @@ async fn signed_in(
     response
 }
 
+/// The Okta client, or a 404 when sign-in with Okta is not configured.
+fn oidc_of(state: &AppState, format: Format) -> Result<&oidc::Oidc, Failure> {
+    state.oidc.as_ref().ok_or_else(|| {
+        Failure::not_found(
+            format,
+            "Sign-in with Okta is not configured ([console.oidc]).",
+        )
+    })
+}
+
 /// `GET /login/okta`: off to Okta's sign-in, remembering what to check when it sends the
 /// browser back.
 pub async fn okta_start(
@@ -254,12 +264,9 @@ pub async fn okta_start(
     params: Params,
 ) -> Response {
     let format = Format::of(&headers);
-    let Some(oidc) = &state.oidc else {
-        return Failure::not_found(
-            format,
-            "Sign-in with Okta is not configured ([console.oidc]).",
-        )
-        .into_response();
+    let oidc = match oidc_of(&state, format) {
+        Ok(oidc) => oidc,
+        Err(failure) => return failure.into_response(),
     };
     let next = safe_next(params.get("next"));
     let (url, pending) = match oidc.start(&next).await {
@@ -297,12 +304,9 @@ pub async fn okta_callback(
     params: Params,
 ) -> Response {
     let format = Format::of(&headers);
-    let Some(oidc) = &state.oidc else {
-        return Failure::not_found(
-            format,
-            "Sign-in with Okta is not configured ([console.oidc]).",
-        )
-        .into_response();
+    let oidc = match oidc_of(&state, format) {
+        Ok(oidc) => oidc,
+        Err(failure) => return failure.into_response(),
     };
     let callback = oidc::Callback {
         code: params.get("code").map(str::to_owned),

@@ -264,8 +264,13 @@ pub async fn preview(
     Ok(respond(format, &page, &page))
 }
 
-/// The form of an action, and the `confirm=N` it must carry.
-fn confirmed(body: &[u8], format: Format) -> Result<(Params, usize), Failure> {
+/// The subscriber and the dead letters an action's form chose, at most the `confirm=N` it
+/// must carry.
+fn confirmed(
+    state: &AppState,
+    body: &[u8],
+    format: Format,
+) -> Result<(String, Vec<DeadLetter>), Failure> {
     let form = Params::parse(body);
     let confirm = form
         .get("confirm")
@@ -276,7 +281,9 @@ fn confirmed(body: &[u8], format: Format) -> Result<(Params, usize), Failure> {
                 "say how many you saw in the preview: `confirm=N` (GET the same URL for the preview)",
             )
         })?;
-    Ok((form, confirm))
+    let (subscriber, mut letters) = chosen(state, &form, format)?;
+    letters.truncate(confirm);
+    Ok((subscriber, letters))
 }
 
 /// `POST /dead-letters/replay`: at most `confirm` of the chosen dead letters go back to their
@@ -287,9 +294,7 @@ pub async fn replay(
     format: Format,
     body: axum::body::Bytes,
 ) -> Result<Response, Failure> {
-    let (form, confirm) = confirmed(&body, format)?;
-    let (subscriber, mut letters) = chosen(&state, &form, format)?;
-    letters.truncate(confirm);
+    let (subscriber, letters) = confirmed(&state, &body, format)?;
     let replayed = dead_letters::replay(&state.js, &state.settings, &letters, false, |_, _| {})
         .await
         .map_err(|e| Failure::broker(format, &e))?;
@@ -325,9 +330,7 @@ pub async fn discard(
     format: Format,
     body: axum::body::Bytes,
 ) -> Result<Response, Failure> {
-    let (form, confirm) = confirmed(&body, format)?;
-    let (subscriber, mut letters) = chosen(&state, &form, format)?;
-    letters.truncate(confirm);
+    let (subscriber, letters) = confirmed(&state, &body, format)?;
     let discarded = dead_letters::discard(&state.dlq, &letters)
         .await
         .map_err(|e| Failure::broker(format, &e))?;

@@ -107,6 +107,21 @@ fn source_said(source: &str) -> &'static str {
     }
 }
 
+/// The first storing of `uuid` and its bytes, if it is stored (the index finds it by the uuid's
+/// hash; the message's own `Nats-Msg-Id` tells a shared hash apart).
+async fn first_storing(
+    state: &AppState,
+    uuid: &str,
+) -> anyhow::Result<Option<(StoredCopy, bytes::Bytes)>> {
+    for sequence in state.index.copies(uuid).0 {
+        let (copy, payload) = hookrelay::stored::copy_at(&state.events, sequence).await?;
+        if hookrelay::subject::header::value(Some(&copy.headers), "Nats-Msg-Id") == Some(uuid) {
+            return Ok(Some((copy, payload)));
+        }
+    }
+    Ok(None)
+}
+
 /// `GET /events/{uuid}`.
 pub async fn show(
     State(state): State<AppState>,
@@ -116,19 +131,8 @@ pub async fn show(
     params: Params,
 ) -> Result<Response, Failure> {
     let broker = |e: anyhow::Error| Failure::broker(format, &e);
-    let (firsts, replays) = state.index.copies(&uuid);
-    let mut found = None;
-    for sequence in firsts {
-        let (copy, payload) = hookrelay::stored::copy_at(&state.events, sequence)
-            .await
-            .map_err(broker)?;
-        if hookrelay::subject::header::value(Some(&copy.headers), "Nats-Msg-Id")
-            == Some(uuid.as_str())
-        {
-            found = Some((copy, payload));
-            break;
-        }
-    }
+    let (_, replays) = state.index.copies(&uuid);
+    let found = first_storing(&state, &uuid).await.map_err(broker)?;
     let Some((first, payload)) = found else {
         let (_, caught_up, _) = state.index.progress();
         let mut message = format!(
@@ -218,18 +222,10 @@ pub async fn replay(
                 format!("no subscriber {subscriber:?} in the configuration"),
             )
         })?;
-    let (firsts, _) = state.index.copies(&uuid);
-    let mut first: Option<StoredCopy> = None;
-    for sequence in firsts {
-        let (copy, _) = hookrelay::stored::copy_at(&state.events, sequence)
-            .await
-            .map_err(broker)?;
-        if hookrelay::subject::header::value(Some(&copy.headers), "Nats-Msg-Id")
-            == Some(uuid.as_str())
-        {
-            first = Some(copy);
-        }
-    }
+    let first = first_storing(&state, &uuid)
+        .await
+        .map_err(broker)?
+        .map(|(copy, _)| copy);
     let Some(first) = first else {
         return Err(Failure::not_found(
             format,

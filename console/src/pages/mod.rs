@@ -62,6 +62,11 @@ pub fn parse_time(text: &str) -> Option<std::time::SystemTime> {
     humantime::parse_rfc3339_weak(&text).ok()
 }
 
+/// `1 event`, `2 events`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    hookrelay::count(n as u64, one, many)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,9 +80,4 @@ mod tests {
         assert!(ago(day_ago).starts_with("1 d") || ago(day_ago).starts_with("24 h"));
         assert_eq!(parse_time("soon"), None);
     }
-}
-
-/// `1 event`, `2 events`.
-pub fn count(n: usize, one: &str, many: &str) -> String {
-    hookrelay::count(n as u64, one, many)
 }

@@ -33,12 +33,15 @@ pub struct HookView {
     pub event_types: Vec<String>,
 }
 
+/// What Okta answered to a list of the hooks, or why it did not.
+type HooksAnswer = Result<Vec<HookView>, String>;
+
 /// The Management API client, if access is configured, and its last answer.
 pub struct OktaView {
     hooks: Option<EventHooks>,
     /// Why there is no client, when access is configured but wrong.
     unusable: Option<String>,
-    last: Mutex<Option<(Instant, Result<Vec<HookView>, String>)>>,
+    last: Mutex<Option<(Instant, HooksAnswer)>>,
 }
 
 impl OktaView {
@@ -67,7 +70,7 @@ impl OktaView {
     }
 
     /// The hooks, from Okta or from its answer of the last 30 s.
-    async fn hooks(&self) -> Option<Result<Vec<HookView>, String>> {
+    async fn hooks(&self) -> Option<HooksAnswer> {
         let Some(client) = &self.hooks else {
             return self.unusable.clone().map(Err);
         };

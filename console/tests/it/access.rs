@@ -59,9 +59,7 @@ async fn nothing_but_sign_in_assets_and_health_is_served_without_a_session() {
     assert_eq!(login.status(), 200);
     let page = login.text().await.expect("a page");
     let asset = |kind: &str| {
-        let start = page
-            .find(&format!("/assets/console."))
-            .expect("an asset link");
+        let start = page.find("/assets/console.").expect("an asset link");
         let rest = &page[start..];
         let end = rest.find(kind).expect("its extension") + kind.len();
         rest[..end].to_owned()

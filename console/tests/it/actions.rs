@@ -94,17 +94,17 @@ async fn the_events_list_pages_newest_first_and_filters_by_type_source_user_and_
     assert!(second["next"].is_null());
 
     let (_, sessions) = client.get_json("/events?type=user.session.start").await;
-    assert_eq!(uuids(&sessions), [session.clone()]);
+    assert_eq!(uuids(&sessions), vec![session.clone()]);
     assert_eq!(
         sessions["events"][0]["subscribers"][0]["subscriber"], "audit",
         "only its subscriber"
     );
     let (_, sims) = client.get_json("/events?source=simulate").await;
-    assert_eq!(uuids(&sims), [simulated.clone()]);
+    assert_eq!(uuids(&sims), vec![simulated.clone()]);
     let (_, hooks) = client
         .get_json("/events?source=hook&type=user.session.start")
         .await;
-    assert_eq!(uuids(&hooks), [session.clone()]);
+    assert_eq!(uuids(&hooks), vec![session.clone()]);
 
     let (_, jane) = client.get_json("/events?q=USER3-7%40example.com").await;
     assert_eq!(uuids(&jane), [created[37].clone()], "by login, in any case");
@@ -122,7 +122,7 @@ async fn the_events_list_pages_newest_first_and_filters_by_type_source_user_and_
     );
 
     let (_, dead) = client.get_json("/events?status=dead").await;
-    assert_eq!(uuids(&dead), [refused.clone()]);
+    assert_eq!(uuids(&dead), vec![refused.clone()]);
     assert_eq!(dead["events"][0]["status"], "dead");
     let (_, waiting) = client.get_json("/events?status=waiting").await;
     assert_eq!(uuids(&waiting), Vec::<String>::new());

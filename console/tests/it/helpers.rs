@@ -20,7 +20,8 @@ pub const SECRET_QUERY: &str = "token=sekrit-query-token";
 pub struct App {
     pub stack: Stack,
     pub receiver: Receiver,
-    pub worker: Option<InProcess>,
+    /// The worker, running while the app lives.
+    pub _worker: Option<InProcess>,
     pub console: Console,
     pub downstream: Downstream,
     _dir: tempfile::TempDir,
@@ -93,7 +94,7 @@ impl App {
         App {
             stack,
             receiver,
-            worker,
+            _worker: worker,
             console,
             downstream,
             _dir: dir,
