@@ -131,6 +131,17 @@ async fn events_the_hook_never_delivered_are_recovered_once_and_every_subscriber
         metric_of(&stack, admin, "hook_delivery_failures_total").await,
         1.0
     );
+    // Kept for the console's Okta page, with Okta's reason.
+    let bucket = (stack.js.get_key_value(&stack.settings.reconciler.bucket).await).expect("bucket");
+    let kept = (bucket.get(hookrelay::okta::HOOK_FAILURES_KEY).await)
+        .expect("read")
+        .expect("the failed deliveries are kept");
+    let kept: Vec<hookrelay::okta::HookFailure> = serde_json::from_slice(&kept).expect("JSON");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].message.as_str(), kept[0].reason.as_str()),
+        ("Event hook delivery failed", "Read timed out")
+    );
     assert_eq!(metric_of(&stack, admin, "leader").await, 1.0);
     assert!(metric_of(&stack, admin, "rate_limit_waits_total").await >= 1.0);
     assert_eq!(
