@@ -126,7 +126,10 @@ pub fn router(state: AppState) -> Router {
     public
         .merge(signed_in)
         .fallback(pages::not_found)
-        .layer(from_fn(security::refuse_cross_site))
+        .layer(from_fn_with_state(
+            state.clone(),
+            security::refuse_cross_site,
+        ))
         .layer(from_fn(security::headers))
         .layer(from_fn_with_state(state.clone(), metrics::count))
         .with_state(state)

@@ -10,11 +10,12 @@
 //!   `net/http.CrossOriginProtection` does. Together with the `SameSite=Lax` session cookie, a
 //!   page elsewhere cannot make a signed-in operator replay or pause anything.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::AppState;
 use crate::page::{Failure, Format};
 
 /// The policy: the console's own files only; images also from `data:` (none yet, but an SVG
@@ -41,8 +42,10 @@ pub async fn headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Whether a request that changes something comes from another site.
-pub fn is_cross_site(method: &Method, headers: &axum::http::HeaderMap) -> bool {
+/// Whether a request that changes something comes from another site. `own` is the console's
+/// own origin (`console.url`): behind a proxy the `Host` the console sees may not be the one
+/// the browser used.
+pub fn is_cross_site(method: &Method, headers: &axum::http::HeaderMap, own: &str) -> bool {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return false;
     }
@@ -56,12 +59,22 @@ pub fn is_cross_site(method: &Method, headers: &axum::http::HeaderMap) -> bool {
     };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    origin == "null" || origin_host != host
+    origin == "null" || (origin != own && origin_host != host)
 }
 
 /// Refuses cross-site requests that change something.
-pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
-    if is_cross_site(request.method(), request.headers()) {
+pub async fn refuse_cross_site(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let own = state
+        .settings
+        .console
+        .base_url()
+        .origin()
+        .ascii_serialization();
+    if is_cross_site(request.method(), request.headers(), &own) {
         return Failure::new(
             Format::of(request.headers()),
             StatusCode::FORBIDDEN,
@@ -85,7 +98,7 @@ mod tests {
                 value.parse().expect("a value"),
             );
         }
-        is_cross_site(&method, &headers)
+        is_cross_site(&method, &headers, "https://hookrelay.example.com")
     }
 
     #[test]

@@ -165,6 +165,23 @@ pub async fn login_page(
     LoginPage::new(&state, next, error).answer(StatusCode::OK)
 }
 
+/// The client a sign-in comes from: behind a proxy, the last address of the header it adds
+/// (`console.client_ip_header`); else the connection's.
+fn client_of(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
+    let header = &state.settings.console.client_ip_header;
+    (!header.is_empty())
+        .then(|| {
+            let values = headers
+                .get_all(header.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            let last = values.flat_map(|v| v.split(',')).last()?;
+            last.trim().parse().ok()
+        })
+        .flatten()
+        .unwrap_or(peer.ip())
+}
+
 /// `POST /login` (form fields `username`, `password`, `next`): a session, or one generic
 /// refusal; a client that keeps failing waits (429 with `Retry-After`).
 pub async fn login(
@@ -176,7 +193,7 @@ pub async fn login(
     let format = Format::of(&headers);
     let form = Params::parse(&body);
     let next = safe_next(form.get("next"));
-    let client = peer.ip();
+    let client = client_of(&state, &headers, peer);
     if let Err(wait) = state.passwords.may_try(client) {
         state.metrics.sign_in("password", "throttled");
         let seconds = wait.as_secs().max(1);

@@ -443,3 +443,49 @@ async fn a_session_ends_after_its_idle_time() {
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(operator.get("/events").await.status(), 303, "idle: ended");
 }
+
+#[tokio::test]
+async fn behind_a_proxy_failures_are_counted_per_client_and_its_own_origin_is_same_site() {
+    let app = App::start_with(
+        |_, _| Reply::status(200),
+        "",
+        &[
+            ("HOOKRELAY__CONSOLE__CLIENT_IP_HEADER", "x-forwarded-for"),
+            ("HOOKRELAY__CONSOLE__URL", "https://hookrelay.example.com"),
+        ],
+        false,
+    )
+    .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let sign_in = |client: &'static str, password: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/login", app.console.url);
+        async move {
+            http.post(url)
+                .header("origin", "https://hookrelay.example.com")
+                // A forged first address; the proxy appends the real one last.
+                .header("x-forwarded-for", format!("203.0.113.99, {client}"))
+                .form(&[("username", OPERATOR.0), ("password", password)])
+                .send()
+                .await
+                .expect("answers")
+                .status()
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(sign_in("198.51.100.1", "wrong").await, 401);
+    }
+    assert_eq!(
+        sign_in("198.51.100.1", OPERATOR.1).await,
+        429,
+        "that client waits"
+    );
+    assert_eq!(
+        sign_in("198.51.100.2", OPERATOR.1).await,
+        303,
+        "another does not"
+    );
+}

@@ -132,7 +132,11 @@ async fn events_the_hook_never_delivered_are_recovered_once_and_every_subscriber
         1.0
     );
     // Kept for the console's Okta page, with Okta's reason.
-    let bucket = (stack.js.get_key_value(&stack.settings.reconciler.bucket).await).expect("bucket");
+    let bucket = (stack
+        .js
+        .get_key_value(&stack.settings.reconciler.bucket)
+        .await)
+        .expect("bucket");
     let kept = (bucket.get(hookrelay::okta::HOOK_FAILURES_KEY).await)
         .expect("read")
         .expect("the failed deliveries are kept");

@@ -35,6 +35,10 @@ pub struct ConsoleSettings {
     pub users: Vec<ConsoleUser>,
     /// Sign in with Okta (OpenID Connect).
     pub oidc: Option<OidcSettings>,
+    /// Behind a proxy, the header it adds with the client's address (`x-forwarded-for`): the
+    /// last address in it counts failed sign-ins per client (a client cannot forge what the
+    /// proxy appends last). Empty: the connection's own address.
+    pub client_ip_header: String,
 }
 
 impl Default for ConsoleSettings {
@@ -48,6 +52,7 @@ impl Default for ConsoleSettings {
             bucket: "hookrelay_console".into(),
             users: Vec::new(),
             oidc: None,
+            client_ip_header: String::new(),
         }
     }
 }
@@ -197,6 +202,14 @@ impl ConsoleSettings {
             return Err(ConfigError::invalid(
                 "console.url",
                 "must be http(s)://host[:port] with no path, such as https://hookrelay.example.com",
+            ));
+        }
+        if !self.client_ip_header.is_empty()
+            && axum::http::HeaderName::from_bytes(self.client_ip_header.as_bytes()).is_err()
+        {
+            return Err(ConfigError::invalid(
+                "console.client_ip_header",
+                "is not a header name (such as x-forwarded-for)",
             ));
         }
         if self.session_idle.is_zero() || self.session_max < self.session_idle {
