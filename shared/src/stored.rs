@@ -329,9 +329,13 @@ pub async fn fate(
             dead_letter: letter.sequence,
         },
         (None, copy) => {
-            let (durable, sequence) = match copy.or(copies.iter().find(|c| c.is_first())) {
-                Some(c) if !c.is_first() => (subject::replay_durable_name(name), c.sequence),
-                Some(c) => (subject::durable_name(name, event_type), c.sequence),
+            let (durable, sequence, replay) = match copy.or(copies.iter().find(|c| c.is_first())) {
+                Some(c) if !c.is_first() => (
+                    subject::replay_durable_name(name),
+                    c.sequence,
+                    Some(c.sequence),
+                ),
+                Some(c) => (subject::durable_name(name, event_type), c.sequence, None),
                 None => anyhow::bail!("no stored copy of {uuid}"),
             };
             match positions.position(&durable).await? {
@@ -340,9 +344,10 @@ pub async fn fate(
                 Some(p) if sequence > p.delivered => Fate::NotYet,
                 // Past the ack floor and handed out: running, waiting for a retry, or
                 // acknowledged ahead of the floor (JetStream serves no pending list): the
-                // worker's last record of it tells which.
+                // worker's last record of this copy tells which.
                 Some(_) => match evidence.attempts {
                     Some(store) => match attempts::last(store, name, uuid).await {
+                        Some(a) if a.replay != replay => Fate::Waiting { failed: None },
                         Some(a) if a.outcome == attempts::Outcome::Ok => Fate::Done,
                         Some(a) if a.outcome == attempts::Outcome::Retry => {
                             Fate::Waiting { failed: Some(a) }

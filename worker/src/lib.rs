@@ -17,13 +17,12 @@ pub mod metrics;
 pub mod settle;
 pub mod subscriber;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use std::collections::HashMap;
-
 use async_nats::jetstream::{self, consumer::PullConsumer, kv};
 use futures::StreamExt as _;
 use hookrelay::{Settings, admin, broker, pause, subject};
