@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use hookrelay::publish::{PublishError, Publisher};
-use hookrelay::subject;
+use hookrelay::{subject, telemetry};
+use tracing::Instrument as _;
 
 use crate::auth::{self, HeaderSecret};
 use crate::error::ApiError;
@@ -106,9 +107,46 @@ pub(crate) fn refuse(state: &AppState, route: Route, error: ApiError) -> Respons
     answer(state, route, Instant::now(), Err::<(), _>(error))
 }
 
+/// The SERVER span of a request to the hook, when tracing is on: a child of the trace the
+/// request carries (`traceparent`, which a proxy in front may add), with Okta's request id and
+/// no other header's value.
+fn server_span(method: &str, path: &str, headers: &HeaderMap) -> tracing::Span {
+    if !telemetry::tracing_on() {
+        return tracing::Span::none();
+    }
+    let okta_request_id = (headers.get(OKTA_REQUEST_ID_HEADER))
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| subject::is_valid_id(id));
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {path}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = path,
+        okta.request_id = okta_request_id,
+        http.response.status_code = tracing::field::Empty,
+    );
+    telemetry::set_parent(&span, telemetry::extract_http(headers));
+    span
+}
+
+/// Records the answer's status on the request's span.
+fn answered(span: &tracing::Span, response: &Response) {
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
 /// Okta's one-time verification: echo the challenge as `{"verification": "<value>"}`.
-async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    answer(&state, Route::Hook, Instant::now(), challenge(&headers))
+async fn verify(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let span = server_span("GET", uri.path(), &headers);
+    let response =
+        span.in_scope(|| answer(&state, Route::Hook, Instant::now(), challenge(&headers)));
+    answered(&span, &response);
+    response
 }
 
 fn challenge(headers: &HeaderMap) -> Result<Response, ApiError> {
@@ -126,8 +164,11 @@ fn challenge(headers: &HeaderMap) -> Result<Response, ApiError> {
 /// A delivery: 200 once JetStream has stored every event, 503 if it could not in time.
 async fn deliver(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
-    let result = store(&state, request).await;
-    answer(&state, Route::Hook, started, result)
+    let span = server_span("POST", request.uri().path(), request.headers());
+    let result = store(&state, request).instrument(span.clone()).await;
+    let response = answer(&state, Route::Hook, started, result);
+    answered(&span, &response);
+    response
 }
 
 async fn store(state: &AppState, request: Request) -> Result<StatusCode, ApiError> {

@@ -28,6 +28,7 @@ use hookrelay::{Settings, admin, broker};
 use serde_json::value::RawValue;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::metrics::Metrics;
 use crate::state::{Cursor, State};
@@ -300,29 +301,20 @@ impl Poller {
                 anyhow::ensure!(self.state.lead().await, "the lease was lost");
                 renewed = tokio::time::Instant::now();
             }
-            let mut calls = Calls::default();
-            let page = self.log.fetch(&url, &mut calls).await;
-            let metrics = &self.status.metrics;
-            metrics
-                .rate_limit_waits
-                .inc_by(calls.rate_limit_waits as u64);
-            metrics.retries.inc_by(calls.retries as u64);
-            let page = match page {
-                Ok(page) => page,
-                Err(e) => {
-                    self.failed(e.kind(), &e);
-                    pause(shutdown, self.poll_interval).await;
-                    continue;
-                }
-            };
-            let mut outcome = match self.store(&page, &mut known).await {
-                Ok(outcome) => outcome,
+            let span = poll_span();
+            let polled = self.poll(&url, &mut known).instrument(span.clone()).await;
+            let (page, mut outcome) = match polled {
+                Ok(polled) => polled,
                 Err((kind, e)) => {
-                    self.failed(kind, &e);
+                    span.record("error.type", kind);
+                    span.record("otel.status_code", "ERROR");
+                    span.in_scope(|| self.failed(kind, &e));
                     pause(shutdown, self.poll_interval).await;
                     continue;
                 }
             };
+            span.record("okta.events_read", outcome.read);
+            span.record("hookrelay.recovered", outcome.recovered);
             newest = newest.max(outcome.newest_published);
             if !outcome.hook_failures.is_empty() {
                 (self.state)
@@ -364,6 +356,25 @@ impl Poller {
         let mut query = self.first_query.clone();
         query.push(("since", humantime::format_rfc3339_millis(since).to_string()));
         self.log.first_page(&query)
+    }
+
+    /// Reads the page at `url` and stores what it has that the stream lacks. Errors carry
+    /// their metric kind.
+    async fn poll(
+        &self,
+        url: &reqwest::Url,
+        known: &mut Option<HashSet<String>>,
+    ) -> Result<(Page, PageOutcome), (&'static str, anyhow::Error)> {
+        let mut calls = Calls::default();
+        let page = self.log.fetch(url, &mut calls).await;
+        let metrics = &self.status.metrics;
+        metrics
+            .rate_limit_waits
+            .inc_by(calls.rate_limit_waits as u64);
+        metrics.retries.inc_by(calls.retries as u64);
+        let page = page.map_err(|e| (e.kind(), e.into()))?;
+        let outcome = self.store(&page, known).await?;
+        Ok((page, outcome))
     }
 
     /// Stores the page's wanted events that the stream does not have, watches the hook's
@@ -488,6 +499,22 @@ struct EventHead {
 #[derive(Default, serde::Deserialize)]
 struct EventOutcome {
     reason: Option<String>,
+}
+
+/// The span of one poll, when tracing is on: the page's read, and the PRODUCER span of each
+/// event it recovers, as its children.
+fn poll_span() -> tracing::Span {
+    if !hookrelay::telemetry::tracing_on() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "poll",
+        otel.name = "poll system log",
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        okta.events_read = tracing::field::Empty,
+        hookrelay.recovered = tracing::field::Empty,
+    )
 }
 
 fn parse_time(text: &str) -> Option<SystemTime> {

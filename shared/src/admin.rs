@@ -64,8 +64,8 @@ fn ready(state: Result<(), String>) -> Response {
     }
 }
 
-/// `metrics` with `hookrelay_ready`: what `/readyz` answers, for an alert on a process that is
-/// up but cannot do its job.
+/// `metrics` with `hookrelay_ready` (what `/readyz` answers, for an alert on a process that is
+/// up but cannot do its job) and the telemetry counters every process has.
 fn with_readiness(mut metrics: String, ready: bool) -> String {
     let end = metrics.rfind("# EOF").unwrap_or(metrics.len());
     metrics.insert_str(
@@ -73,8 +73,9 @@ fn with_readiness(mut metrics: String, ready: bool) -> String {
         &format!(
             "# HELP hookrelay_ready 1 when /readyz answers 200 (the process can do its job), else 0.\n\
              # TYPE hookrelay_ready gauge\n\
-             hookrelay_ready {}\n",
-            u8::from(ready)
+             hookrelay_ready {}\n{}",
+            u8::from(ready),
+            crate::telemetry::metrics(),
         ),
     );
     metrics

@@ -82,6 +82,9 @@ pub struct Attempt {
     /// The sequence of the replayed copy this attempt was at, when it was at a replay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<u64>,
+    /// The trace the attempt's span is in (with tracing on): the event's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl Attempt {
@@ -97,6 +100,7 @@ impl Attempt {
             error: None,
             next_at: None,
             replay: None,
+            trace_id: None,
         }
     }
 

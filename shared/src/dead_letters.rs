@@ -18,6 +18,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::stream::{DeleteMessageErrorKind, Stream};
 use async_nats::jetstream::{self, consumer, message::PublishMessage};
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use crate::Settings;
 use crate::broker::{is_consumer_not_found, open_stream};
@@ -226,11 +227,14 @@ fn why_not_replayed(
     }
 }
 
-/// The headers a replay carries over from what it replays.
-const CARRIED: [&str; 3] = [
+/// The headers a replay carries over from what it replays: the trace's too, so that the
+/// replay's attempts are in the event's trace.
+const CARRIED: [&str; 5] = [
     header::EVENT_UUID,
     header::DELIVERY_ID,
     header::OKTA_REQUEST_ID,
+    header::TRACEPARENT,
+    header::TRACESTATE,
 ];
 
 async fn replay_one(
@@ -250,17 +254,11 @@ async fn replay_one(
             headers.insert(name, value.as_str());
         }
     }
-    let message = PublishMessage::build()
-        .headers(headers)
-        .message_id(format!("replay:{}:{sequence}", letter.subscriber))
-        .payload(stored.payload);
-    publish_acknowledged(
-        js,
-        subject::replay_subject(&letter.subscriber, event_type),
-        message,
-    )
-    .await
-    .with_context(|| format!("replaying dead letter {sequence}"))?;
+    let message_id = format!("replay:{}:{sequence}", letter.subscriber);
+    let replay = subject::replay_subject(&letter.subscriber, event_type);
+    publish_replay(js, replay, message_id, headers, &stored)
+        .await
+        .with_context(|| format!("replaying dead letter {sequence}"))?;
     dlq.delete_message(sequence)
         .await
         .with_context(|| format!("dead letter {sequence} replayed but not deleted"))?;
@@ -302,28 +300,45 @@ pub async fn replay_event(
             headers.insert(*name, value.as_str());
         }
     }
-    let message = PublishMessage::build()
-        .headers(headers)
-        .message_id(format!("replay:{subscriber}:{sequence}:{request_id}"))
-        .payload(stored.payload);
-    let ack = publish_acknowledged(js, subject::replay_subject(subscriber, event_type), message)
+    let message_id = format!("replay:{subscriber}:{sequence}:{request_id}");
+    let replay = subject::replay_subject(subscriber, event_type);
+    let ack = publish_replay(js, replay, message_id, headers, &stored)
         .await
         .with_context(|| format!("replaying event {sequence} to {subscriber}"))?;
     Ok(ack.sequence)
 }
 
-async fn publish_acknowledged(
+/// Publishes `stored`'s payload again on `subject` with `headers`, and waits for JetStream's
+/// acknowledgement. With tracing on, the replay is a PRODUCER span in the event's trace (its
+/// stored `traceparent`), linked to what asked for it, and the worker's attempts follow it.
+async fn publish_replay(
     js: &jetstream::Context,
     subject: String,
-    message: PublishMessage,
+    message_id: String,
+    mut headers: HeaderMap,
+    stored: &jetstream::message::StreamMessage,
 ) -> anyhow::Result<jetstream::publish::PublishAck> {
-    let ack = js
-        .send_publish(subject, message)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(ack)
+    let uuid = header::value(Some(&headers), header::EVENT_UUID).unwrap_or_default();
+    let span = crate::telemetry::send_span(&subject, uuid);
+    crate::telemetry::continue_trace(&span, &stored.headers);
+    crate::telemetry::inject_nats(&span, &mut headers);
+    let message = PublishMessage::build()
+        .headers(headers)
+        .message_id(message_id)
+        .payload(stored.payload.clone());
+    let published = async {
+        js.send_publish(subject, message)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let ack = published.instrument(span.clone()).await;
+    if let Err(e) = &ack {
+        span.record("error.type", tracing::field::display(e));
+        span.record("otel.status_code", "ERROR");
+    }
+    ack
 }
 
 /// Deletes `letters` from the dead-letter stream for good; returns how many were deleted

@@ -118,8 +118,10 @@ struct Outgoing<'a> {
 }
 
 impl Outgoing<'_> {
-    fn message(&self, delivery: &DeliveryHeaders<'_>) -> PublishMessage {
+    /// The message, carrying `span`'s trace when tracing is on.
+    fn message(&self, delivery: &DeliveryHeaders<'_>, span: &tracing::Span) -> PublishMessage {
         let mut headers = HeaderMap::new();
+        crate::telemetry::inject_nats(span, &mut headers);
         if let Some(id) = delivery.delivery_id {
             headers.insert(header::DELIVERY_ID, id);
         }
@@ -259,23 +261,35 @@ impl Publisher {
         let mut last_error = None;
         let mut acks = Vec::with_capacity(pending.len());
         for &out in pending {
+            let span = crate::telemetry::send_span(
+                &out.subject,
+                out.message_id.as_deref().unwrap_or_default(),
+            );
             match self
                 .js
-                .send_publish(out.subject.clone(), out.message(delivery))
+                .send_publish(out.subject.clone(), out.message(delivery, &span))
                 .await
             {
-                Ok(ack) => acks.push((out, ack.into_future())),
+                Ok(ack) => acks.push((out, ack.into_future(), span)),
                 Err(e) => {
+                    span.record("error.type", tracing::field::display(e.kind()));
+                    span.record("otel.status_code", "ERROR");
                     failed.push(out);
                     last_error = Some(e);
                 }
             }
         }
-        let results = futures::future::join_all(
-            acks.into_iter()
-                .map(|(out, ack)| async move { (out, ack.await) }),
-        )
-        .await;
+        let results =
+            futures::future::join_all((acks.into_iter()).map(|(out, ack, span)| async move {
+                let result = ack.await;
+                // The producer span ends with the acknowledgement.
+                if let Err(e) = &result {
+                    span.record("error.type", tracing::field::display(e.kind()));
+                    span.record("otel.status_code", "ERROR");
+                }
+                (out, result)
+            }))
+            .await;
         for (out, result) in results {
             match result {
                 Ok(ack) => match &out.kind {

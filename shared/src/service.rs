@@ -59,9 +59,16 @@ pub async fn main<S: Service>() -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::msg),
         Command::Run => {
-            telemetry::init(&settings.log)?;
+            let telemetry = telemetry::init(
+                &settings.log,
+                &settings.telemetry,
+                &format!("hookrelay-{}", S::NAME),
+            )?;
             let shutdown = shutdown::on_signal()?;
-            S::build(&settings).await?.run(shutdown).await
+            let ran = async { S::build(&settings).await?.run(shutdown).await }.await;
+            // Spans of the last requests and events leave before the process does.
+            telemetry.shutdown().await;
+            ran
         }
     }
 }

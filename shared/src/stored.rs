@@ -193,6 +193,9 @@ pub struct Whereabouts {
     pub source: String,
     pub delivery_id: Option<String>,
     pub okta_request_id: Option<String>,
+    /// The event's trace (its `traceparent`), when it was stored with tracing on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     pub subscribers: Vec<SubscriberFate>,
 }
 
@@ -402,6 +405,7 @@ pub async fn whereabouts(
         source: header::source(headers).to_owned(),
         delivery_id: header::value(headers, header::DELIVERY_ID).map(str::to_owned),
         okta_request_id: header::value(headers, header::OKTA_REQUEST_ID).map(str::to_owned),
+        trace_id: header::trace_id(headers).map(str::to_owned),
         subscribers,
     }))
 }

@@ -48,6 +48,18 @@ pub mod header {
     /// [`super::source`]'s values other than `hook`. Absent on events the hook delivered.
     pub const SOURCE: &str = "Hookrelay-Source";
 
+    /// W3C trace context of the event's PRODUCER span, with tracing on (`hookrelay::telemetry`).
+    pub const TRACEPARENT: &str = "traceparent";
+    pub const TRACESTATE: &str = "tracestate";
+
+    /// The trace id a message's `traceparent` names, if it has one.
+    pub fn trace_id(headers: Option<&async_nats::HeaderMap>) -> Option<&str> {
+        let traceparent = value(headers, TRACEPARENT)?;
+        let trace_id = traceparent.split('-').nth(1)?;
+        (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then_some(trace_id)
+    }
+
     /// The value of header `name` on a message, if it has it: the one way every reader
     /// (`hookrelayctl`, the console, the worker's dead letters) reads hookrelay's headers.
     pub fn value<'a>(headers: Option<&'a async_nats::HeaderMap>, name: &str) -> Option<&'a str> {

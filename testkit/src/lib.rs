@@ -23,14 +23,18 @@ use serde_json::{Value, json};
 
 pub mod browser;
 mod downstream;
+pub mod jaeger;
 pub mod load;
 pub mod okta_oidc;
 pub mod okta_org;
+pub mod otlp;
 pub mod process;
 pub mod secure;
 mod stack;
 pub mod system_log;
+pub mod trace_picture;
 pub use downstream::{Downstream, Recorded, Reply};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{Process, Run};
 pub use stack::{Console, ConsoleClient, InProcess, PATIENCE, Receiver, Stack, eventually};
 

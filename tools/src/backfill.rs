@@ -21,6 +21,7 @@ use hookrelay::okta::{Calls, SystemLog, filter_expression, synthetic_delivery};
 use hookrelay::publish::Publisher;
 use hookrelay::{Settings, broker, subject};
 use serde_json::value::RawValue;
+use tracing::Instrument as _;
 
 use crate::count;
 use crate::progress::Progress;
@@ -191,6 +192,7 @@ pub async fn run(
                     synthetic_delivery(&fresh, "backfill"),
                     page.request_id.as_deref(),
                 )
+                .instrument(page_span(report.pages))
                 .await
                 .map_err(|e| anyhow::anyhow!("page {}: {e}", report.pages))?;
             report.stored += stored.published;
@@ -203,6 +205,17 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// With tracing on, each page's events are a trace of their own (a backfill may store
+/// millions), linked to the command's.
+fn page_span(page: usize) -> tracing::Span {
+    if !hookrelay::telemetry::tracing_on() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(parent: None, "backfill page", okta.page = page);
+    hookrelay::telemetry::link_to_current(&span);
+    span
 }
 
 fn first_page(log: &SystemLog, job: &Backfill) -> reqwest::Url {

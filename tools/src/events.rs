@@ -93,6 +93,9 @@ impl std::fmt::Display for Shown<'_> {
             write!(f, " ({})", ids.join(", "))?;
         }
         writeln!(f)?;
+        if let Some(trace_id) = &this.trace_id {
+            writeln!(f, "trace:   {trace_id}")?;
+        }
         if this.subscribers.is_empty() {
             return writeln!(f, "no configured subscriber takes {}", this.event_type);
         }

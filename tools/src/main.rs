@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hookrelay::Settings;
 use hookrelay_tools::{backfill, console, dead_letters, events, hooks, simulate, subscribers};
+use tracing::Instrument as _;
 
 #[derive(Parser)]
 #[command(
@@ -63,10 +64,25 @@ async fn main() -> ExitCode {
     }
 }
 
+impl Command {
+    /// The name of a command that publishes (simulate, dead-letters replay, backfill), for its
+    /// span; the others make none.
+    fn traced_name(&self) -> Option<&'static str> {
+        match self {
+            Command::Simulate(_) => Some("simulate"),
+            Command::DeadLetters(_) => Some("dead-letters"),
+            Command::Backfill(_) => Some("backfill"),
+            Command::Events(_)
+            | Command::Hooks(_)
+            | Command::Subscribers(_)
+            | Command::Console(_) => None,
+        }
+    }
+}
+
 /// Runs the command; `Ok(false)` when it ran but what it checked failed.
 async fn run() -> anyhow::Result<bool> {
     let cli = Cli::parse();
-    hookrelay::telemetry::init_for_tools();
     if !cli.config.exists() {
         anyhow::bail!(
             "no configuration file at {}: point at one with --config <file> or \
@@ -77,13 +93,28 @@ async fn run() -> anyhow::Result<bool> {
     }
     let settings =
         Settings::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
-    match cli.command {
-        Command::Simulate(args) => args.run(&settings).await,
-        Command::DeadLetters(command) => command.run(&settings).await,
-        Command::Events(command) => command.run(&settings).await,
-        Command::Backfill(args) => args.run(&settings).await,
-        Command::Hooks(command) => command.run(&settings).await,
-        Command::Subscribers(command) => command.run(&settings).await,
-        Command::Console(command) => command.run(&settings).await,
+    let telemetry = hookrelay::telemetry::init_for_tools(&settings.telemetry)?;
+    let span = match cli.command.traced_name() {
+        Some(name) if hookrelay::telemetry::tracing_on() => {
+            tracing::info_span!("command", otel.name = %format_args!("hookrelayctl {name}"))
+        }
+        _ => tracing::Span::none(),
+    };
+    let ran = dispatch(cli.command, &settings).instrument(span).await;
+    // The command's spans leave before the process does.
+    telemetry.shutdown().await;
+    ran
+}
+
+/// Runs the command.
+async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<bool> {
+    match command {
+        Command::Simulate(args) => args.run(settings).await,
+        Command::DeadLetters(command) => command.run(settings).await,
+        Command::Events(command) => command.run(settings).await,
+        Command::Backfill(args) => args.run(settings).await,
+        Command::Hooks(command) => command.run(settings).await,
+        Command::Subscribers(command) => command.run(settings).await,
+        Command::Console(command) => command.run(settings).await,
     }
 }

@@ -10,6 +10,7 @@ use hookrelay::Settings;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use crate::progress::Progress;
 
@@ -207,12 +208,35 @@ async fn deliver(
     let body = serde_json::to_vec(body).expect("a JSON value serialises");
     let mut first_failure = None;
     for attempt in 0..2 {
+        // With tracing on, each delivery is a CLIENT span whose trace the receiver joins (its
+        // `traceparent`): one simulated event is one trace from here to the downstream, linked
+        // to the command's.
+        let span = match hookrelay::telemetry::tracing_on() {
+            true => tracing::info_span!(
+                parent: None,
+                "deliver",
+                otel.name = "POST",
+                otel.kind = "client",
+                http.request.method = "POST",
+                http.request.resend_count = attempt,
+                http.response.status_code = tracing::field::Empty,
+            ),
+            false => tracing::Span::none(),
+        };
+        hookrelay::telemetry::link_to_current(&span);
+        let mut traced = reqwest::header::HeaderMap::new();
+        hookrelay::telemetry::inject_http(&span, &mut traced);
         let request = with_okta_headers(client.post(&sim.url), sim)
             .map_err(|e| e.to_string())?
             .header(CONTENT_TYPE, "application/json")
+            .headers(traced)
             .body(body.clone());
         let started = Instant::now();
-        let failure = match request.send().await {
+        let answer = request.send().instrument(span.clone()).await;
+        if let Ok(response) = &answer {
+            span.record("http.response.status_code", response.status().as_u16());
+        }
+        let failure = match answer {
             Ok(response) if response.status().is_success() => {
                 return Ok((started.elapsed(), attempt > 0));
             }

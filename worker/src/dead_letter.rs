@@ -62,6 +62,9 @@ impl DeadLetter<'_> {
             self.stream_sequence.to_string().as_str(),
         );
         headers.insert(header::DEAD_LETTERED_AT, broker::now_rfc3339().as_str());
+        // With tracing on, the dead letter continues the event's trace from the attempt that
+        // gave up: a replay of it is that attempt's child.
+        hookrelay::telemetry::inject_nats(&tracing::Span::current(), &mut headers);
         let publish = PublishMessage::build()
             .headers(headers)
             .message_id(format!("{}:{}", self.subscriber, self.stream_sequence))

@@ -39,6 +39,17 @@ pub enum Outcome {
     Filtered,
 }
 
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Retried => "retried",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Filtered => "filtered",
+        }
+    }
+}
+
 /// Every metric the worker keeps.
 pub struct Metrics {
     registry: Registry,

@@ -24,10 +24,10 @@ use async_nats::jetstream::{self, AckKind};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use hookrelay::attempts;
 use hookrelay::config::{ActionSettings, AttemptRecords, SubscriberSettings};
 use hookrelay::jq::{Fields, Jq};
 use hookrelay::subject::{self, header};
+use hookrelay::{attempts, telemetry};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::{CancellationToken, PollSemaphore};
@@ -397,16 +397,46 @@ impl Subscriber {
         };
         let replay = (!replayed.is_empty()).then_some(stream_sequence);
         let event_type = subject::event_type_of(&message.subject).unwrap_or_default();
-        let span = tracing::info_span!(
-            "event",
-            subscriber = %self.settings.name,
-            event_uuid = %uuid,
-            event_type,
-            delivery_id,
-            okta_request_id,
-            stream_sequence,
-            attempt = delivered,
-        );
+        let span = if telemetry::tracing_on() {
+            // The CONSUMER span of this attempt, a child of the event's PRODUCER span (whose
+            // context the message carries): every attempt and every replay of an event is in
+            // the event's one trace.
+            let span = tracing::info_span!(
+                "event",
+                subscriber = %self.settings.name,
+                event_uuid = %uuid,
+                event_type,
+                delivery_id,
+                okta_request_id,
+                stream_sequence,
+                attempt = delivered,
+                otel.name = %format_args!("process {}", message.subject),
+                otel.kind = "consumer",
+                otel.status_code = tracing::field::Empty,
+                messaging.system = "nats",
+                messaging.operation.type = "process",
+                messaging.destination.name = %message.subject,
+                messaging.message.id = %uuid,
+                messaging.consumer.group.name = %self.settings.name,
+                okta.event_type = event_type,
+                hookrelay.outcome = tracing::field::Empty,
+            );
+            if let Some(headers) = &headers {
+                telemetry::set_parent(&span, telemetry::extract_nats(headers));
+            }
+            span
+        } else {
+            tracing::info_span!(
+                "event",
+                subscriber = %self.settings.name,
+                event_uuid = %uuid,
+                event_type,
+                delivery_id,
+                okta_request_id,
+                stream_sequence,
+                attempt = delivered,
+            )
+        };
         let event = Event::new(
             uuid.to_owned(),
             event_type.to_owned(),
@@ -425,6 +455,8 @@ impl Subscriber {
                 Ok(false) => {
                     self.ack(&message).await;
                     self.metrics.handled(Outcome::Filtered);
+                    tracing::Span::current()
+                        .record("hookrelay.outcome", Outcome::Filtered.as_str());
                     return;
                 }
                 Ok(true) => self.run_action(&message, &event).await,
@@ -446,6 +478,13 @@ impl Subscriber {
                 .carry_out(&message, &event, (stream_sequence, delivered), settlement)
                 .await;
             self.metrics.handled(settled);
+            if telemetry::tracing_on() {
+                let span = tracing::Span::current();
+                span.record("hookrelay.outcome", settled.as_str());
+                if !matches!(settled, Outcome::Ok) {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
             self.record(&event, delivered, started, settled, failure, replay)
                 .await;
         }
@@ -492,6 +531,9 @@ impl Subscriber {
             }
         }
         record.replay = replay;
+        if telemetry::tracing_on() {
+            record.trace_id = telemetry::trace_id(&tracing::Span::current());
+        }
         recorder.record(self.name(), &event.uuid, &record).await;
     }
 
@@ -501,6 +543,7 @@ impl Subscriber {
         let Some(filter) = &self.filter else {
             return Ok(true);
         };
+        let _span = telemetry::tracing_on().then(|| tracing::info_span!("jq filter").entered());
         (filter.selects(event.jq_input()?))
             .map_err(|e| ActionError::Permanent(format!("filter: {e}")))
     }
@@ -521,7 +564,7 @@ impl Subscriber {
             return Box::pin(self.keep_alive_while(message, Box::pin(waited))).await;
         }
         let started = std::time::Instant::now();
-        let mut action = self.action.handle(event);
+        let mut action = self.traced(self.action.handle(event));
         // Most actions that finish at once (`noop`, a log line) need no timer.
         let result = match futures::poll!(action.as_mut()) {
             Poll::Ready(result) => result,
@@ -531,9 +574,25 @@ impl Subscriber {
         result
     }
 
+    /// `action` in the span of the action, when tracing is on: the `http` action makes its own
+    /// CLIENT span; the others get an INTERNAL one named after their type.
+    fn traced<'a>(
+        &self,
+        action: Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send + 'a>>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send + 'a>> {
+        if !telemetry::tracing_on() || matches!(self.settings.action, ActionSettings::Http(_)) {
+            return action;
+        }
+        let (kind, _) = hookrelay::subscribers::action_of(&self.settings);
+        Box::pin(action.instrument(tracing::info_span!(
+            "action",
+            otel.name = %format_args!("action {kind}"),
+        )))
+    }
+
     async fn timed_action(&self, event: &Event) -> Result<(), ActionError> {
         let started = std::time::Instant::now();
-        let result = self.action.handle(event).await;
+        let result = self.traced(self.action.handle(event)).await;
         self.metrics.action_took(started.elapsed());
         result
     }

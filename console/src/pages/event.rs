@@ -86,6 +86,8 @@ pub struct EventPage {
     /// Makes a replay form sent twice replay once.
     #[serde(skip)]
     token: String,
+    /// The event's trace in the trace viewer (`console.trace_url`).
+    trace_link: Option<String>,
     #[serde(skip)]
     back: String,
 }
@@ -186,6 +188,9 @@ pub async fn show(
         event_html: json::render(&payload),
         replays,
         token: random_id(),
+        trace_link: (whereabouts.trace_id.as_ref())
+            .filter(|_| !state.settings.console.trace_url.is_empty())
+            .map(|id| state.settings.console.trace_url.replace("{trace_id}", id)),
         back: params
             .get("back")
             .filter(|b| b.starts_with("/events"))

@@ -368,3 +368,55 @@ async fn an_api_service_app_with_dpop_reads_the_system_log_on_one_cached_token()
     let authorization = log.requests()[0].authorization.clone().unwrap_or_default();
     assert!(authorization.starts_with("DPoP "), "{authorization}");
 }
+
+#[tokio::test]
+async fn with_tracing_on_each_poll_is_a_trace_with_the_events_it_recovers() {
+    let otlp = hookrelay_testkit::OtlpReceiver::start().await;
+    let events = created(3);
+    let log = SystemLog::polling(events.clone(), Limits::default()).await;
+    let stack = stack_for(&log, &[]).await;
+    let mut env = stack.env.clone();
+    env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp.endpoint());
+    env.insert("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into());
+    let binary = Path::new(env!("CARGO_BIN_EXE_reconciler"));
+    let _reconciler = Process::start(binary, &stack.config, &env, "reconciler ready").await;
+    wait_until_stored(&stack, &events).await;
+
+    let spans = otlp
+        .wait_until("a poll and its 3 sends", |spans| {
+            spans.iter().filter(|s| s.kind == "producer").count() >= 3
+                && (spans.iter()).any(|s| s.attribute("hookrelay.recovered") == Some("3"))
+        })
+        .await;
+    let sends: Vec<_> = spans.iter().filter(|s| s.kind == "producer").collect();
+    let poll = (spans.iter())
+        .find(|s| Some(s.span_id.as_str()) == sends[0].parent_span_id.as_deref())
+        .expect("the sends' parent was exported");
+    assert_eq!(poll.name, "poll system log");
+    assert_eq!(poll.service, "hookrelay-reconciler");
+    assert_eq!(poll.parent_span_id, None, "each poll is a trace of its own");
+    assert_eq!(poll.attribute("hookrelay.recovered"), Some("3"));
+    for send in &sends {
+        assert_eq!(send.parent_span_id.as_deref(), Some(poll.span_id.as_str()));
+        assert_eq!(send.trace_id, poll.trace_id);
+    }
+    let recovered: HashSet<String> = (sends.iter())
+        .map(|s| {
+            s.attribute("messaging.message.id")
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(recovered, uuids(&events));
+    // What the subscribers run continues each event's trace from its send.
+    for message in stack.stored_events().await {
+        let traceparent = message
+            .headers
+            .get("traceparent")
+            .expect("stored with its trace");
+        assert!(
+            traceparent.as_str().contains(&poll.trace_id),
+            "{traceparent}"
+        );
+    }
+}

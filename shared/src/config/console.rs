@@ -39,6 +39,10 @@ pub struct ConsoleSettings {
     /// last address in it counts failed sign-ins per client (a client cannot forge what the
     /// proxy appends last). Empty: the connection's own address.
     pub client_ip_header: String,
+    /// A link to an event's trace in your trace viewer, `{trace_id}` replaced: Jaeger's
+    /// `http://localhost:16686/trace/{trace_id}`, Grafana Tempo's explore URL… Empty: the trace
+    /// id is shown without a link.
+    pub trace_url: String,
 }
 
 impl Default for ConsoleSettings {
@@ -53,6 +57,7 @@ impl Default for ConsoleSettings {
             users: Vec::new(),
             oidc: None,
             client_ip_header: String::new(),
+            trace_url: String::new(),
         }
     }
 }
@@ -212,6 +217,16 @@ impl ConsoleSettings {
                 "is not a header name (such as x-forwarded-for)",
             ));
         }
+        if !self.trace_url.is_empty()
+            && (!self.trace_url.contains("{trace_id}")
+                || reqwest::Url::parse(&self.trace_url.replace("{trace_id}", "0"))
+                    .map_or(true, |url| !matches!(url.scheme(), "http" | "https")))
+        {
+            return Err(ConfigError::invalid(
+                "console.trace_url",
+                "must be an http(s) URL with {trace_id} in it, such as http://localhost:16686/trace/{trace_id}",
+            ));
+        }
         if self.session_idle.is_zero() || self.session_max < self.session_idle {
             return Err(ConfigError::invalid(
                 "console.session_idle",
@@ -292,6 +307,29 @@ impl ConsoleSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trace_url_is_an_http_url_with_the_trace_id_in_it() {
+        let with = |trace_url: &str| ConsoleSettings {
+            trace_url: trace_url.into(),
+            ..ConsoleSettings::default()
+        };
+        for good in [
+            "",
+            "http://localhost:16686/trace/{trace_id}",
+            "https://grafana.example/explore?traceId={trace_id}",
+        ] {
+            assert!(with(good).validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "http://localhost:16686/search",
+            "javascript:alert(1)//{trace_id}",
+            "{trace_id}",
+        ] {
+            let error = with(bad).validate().expect_err(bad);
+            assert!(error.to_string().contains("console.trace_url"), "{error}");
+        }
+    }
 
     #[test]
     fn groups_map_to_the_highest_role() {

@@ -10,6 +10,7 @@ mod nats;
 mod okta;
 mod receiver;
 mod reconciler;
+mod telemetry;
 mod worker;
 
 pub use console::{ConsoleSettings, ConsoleUser, OidcSettings, Role};
@@ -18,6 +19,7 @@ pub use nats::{NatsAuth, NatsSettings, NatsTls};
 pub use okta::{OktaAccess, OktaCredentials, OktaSettings};
 pub use receiver::{AuthSettings, ReceiverSettings};
 pub use reconciler::ReconcilerSettings;
+pub use telemetry::{OtlpProtocol, Telemetry, TelemetrySettings};
 pub use worker::{
     ActionSettings, AttemptRecords, HttpActionSettings, HttpMethod, Rate, SubscriberSettings,
     WorkerSettings, shown_url,
@@ -76,6 +78,8 @@ pub struct Settings {
     pub console: ConsoleSettings,
     /// Log level and format.
     pub log: LogSettings,
+    /// Traces, exported with OpenTelemetry (off unless an endpoint is set).
+    pub telemetry: TelemetrySettings,
 }
 
 impl Settings {
@@ -114,6 +118,8 @@ impl Settings {
         self.receiver.validate()?;
         self.worker.validate()?;
         self.console.validate()?;
+        // The file's part; the OTEL_* environment is read, and checked, at start.
+        self.telemetry.resolve(|_| None)?;
         self.reconciler.validate()
     }
 

@@ -160,6 +160,9 @@ mod defaults {
     pub fn content_type() -> String {
         "application/json".into()
     }
+    pub fn propagate_trace() -> bool {
+        true
+    }
 }
 
 impl SubscriberSettings {
@@ -235,6 +238,10 @@ pub struct HttpActionSettings {
     /// The body's `Content-Type`.
     #[serde(default = "defaults::content_type")]
     pub content_type: String,
+    /// With tracing on, send the attempt's `traceparent` (and `tracestate`), so that the
+    /// downstream's own spans join the event's trace.
+    #[serde(default = "defaults::propagate_trace")]
+    pub propagate_trace: bool,
 }
 
 /// `url` as [`HttpActionSettings::destination`] shows it.

@@ -11,3 +11,4 @@ mod least_privilege;
 mod monitoring;
 mod nats_auth;
 mod simulate;
+mod traces;

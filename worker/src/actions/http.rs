@@ -20,10 +20,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use hookrelay::config::{HttpActionSettings, HttpMethod};
 use hookrelay::jq::Jq;
-use hookrelay::{attempts, broker};
+use hookrelay::{attempts, broker, telemetry};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
+use tracing::Instrument as _;
 
 use crate::action::{Action, ActionError, Event};
 
@@ -53,6 +54,8 @@ pub struct HttpPost {
     timeout: Duration,
     headers: HeaderMap,
     signing_key: Option<ring::hmac::Key>,
+    /// Send `traceparent` with tracing on.
+    propagate_trace: bool,
 }
 
 impl HttpPost {
@@ -103,6 +106,7 @@ impl HttpPost {
             timeout: settings.timeout,
             headers,
             signing_key,
+            propagate_trace: settings.propagate_trace,
         })
     }
 
@@ -152,14 +156,61 @@ impl Action for HttpPost {
     async fn handle(&self, event: &Event) -> Result<(), ActionError> {
         let body = match &self.transform {
             None => event.raw.clone(),
-            Some(transform) => (transform.transform(event.jq_input()?))
-                .map_err(|e| ActionError::Permanent(format!("transform: {e}")))?
-                .into(),
+            Some(transform) => {
+                let _span =
+                    telemetry::tracing_on().then(|| tracing::info_span!("jq transform").entered());
+                (transform.transform(event.jq_input()?))
+                    .map_err(|e| ActionError::Permanent(format!("transform: {e}")))?
+                    .into()
+            }
         };
         let mut request = reqwest::Request::new(self.method.clone(), self.url.clone());
         // Set as a whole: a builder's `headers` would insert them one by one into an empty map.
         *request.headers_mut() = self.event_headers(event, &body)?;
         *request.body_mut() = Some(body.into());
+        let span = self.client_span();
+        if self.propagate_trace {
+            telemetry::inject_http(&span, request.headers_mut());
+        }
+        let answered = self.answer(request, event).instrument(span.clone()).await;
+        if telemetry::tracing_on() {
+            let status = event.answer().map(|(status, _)| *status);
+            if let Some(status) = status {
+                span.record("http.response.status_code", status);
+            }
+            if answered.is_err() {
+                // The semantic conventions' error.type: the status code, else what failed.
+                let kind = status.map_or("request".into(), |s| s.to_string());
+                span.record("error.type", kind.as_str());
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        answered
+    }
+}
+
+impl HttpPost {
+    /// The CLIENT span of the request, when tracing is on: the downstream by its host and port
+    /// (never the path or query, which may be its secret).
+    fn client_span(&self) -> tracing::Span {
+        if !telemetry::tracing_on() {
+            return tracing::Span::none();
+        }
+        tracing::info_span!(
+            "http",
+            otel.name = %self.method,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %self.method,
+            server.address = self.url.host_str().unwrap_or_default(),
+            server.port = self.url.port_or_known_default().unwrap_or_default(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    }
+
+    /// Sends `request` and reads the answer (noted on `event`, for the attempt's record).
+    async fn answer(&self, request: reqwest::Request, event: &Event) -> Result<(), ActionError> {
         let response = self.client.execute(request).await;
         let mut response = match response {
             Ok(response) => response,

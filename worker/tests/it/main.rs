@@ -10,3 +10,4 @@ mod pause;
 mod pipeline;
 mod recipes;
 mod shaping;
+mod traces;
