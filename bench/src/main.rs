@@ -66,6 +66,12 @@ enum Command {
         #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
         delay: Duration,
     },
+    /// An OpenTelemetry collector that keeps nothing: `POST /v1/traces` (OTLP/HTTP) answered
+    /// 200 with an empty response; GET /stats counts the exports and their bytes.
+    OtlpSink {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
     /// Send deliveries at a fixed rate for a while; print what came back.
     Pace {
         #[arg(long)]
@@ -147,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
             message_id,
         } => ceiling_publish(listen, &nats, message_id).await,
         Command::Sink { listen, delay } => sink(listen, delay).await,
+        Command::OtlpSink { listen } => otlp_sink(listen).await,
         Command::Pace {
             url,
             rate,
@@ -273,6 +280,37 @@ async fn sink(listen: SocketAddr, delay: Duration) -> anyhow::Result<()> {
             ),
         )
         .with_state(state);
+    serve(listen, app).await
+}
+
+async fn otlp_sink(listen: SocketAddr) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let counts = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let app = Router::new()
+        .route(
+            "/v1/traces",
+            post(
+                |State(counts): State<Arc<(AtomicU64, AtomicU64)>>, body: Bytes| async move {
+                    counts.0.fetch_add(1, Ordering::Relaxed);
+                    counts.1.fetch_add(body.len() as u64, Ordering::Relaxed);
+                    // An empty ExportTraceServiceResponse is zero bytes of protobuf.
+                    (StatusCode::OK, [("content-type", "application/x-protobuf")])
+                },
+            ),
+        )
+        .route(
+            "/stats",
+            get(
+                |State(counts): State<Arc<(AtomicU64, AtomicU64)>>| async move {
+                    axum::Json(json!({
+                        "exports": counts.0.load(Ordering::Relaxed),
+                        "bytes": counts.1.load(Ordering::Relaxed),
+                    }))
+                },
+            ),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
+        .with_state(counts);
     serve(listen, app).await
 }
 
