@@ -77,6 +77,13 @@ impl ReceivedSpan {
     pub fn attribute(&self, key: &str) -> Option<&str> {
         find(&self.attributes, key)
     }
+
+    /// The one span of `spans` satisfying `is`, failing the test with every span otherwise.
+    pub fn one<'a>(spans: &'a [ReceivedSpan], what: &str, is: impl Fn(&Self) -> bool) -> &'a Self {
+        let found: Vec<&ReceivedSpan> = spans.iter().filter(|s| is(s)).collect();
+        assert_eq!(found.len(), 1, "one {what} span; all spans: {spans:#?}");
+        found[0]
+    }
 }
 
 /// An event recorded on a span.

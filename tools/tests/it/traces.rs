@@ -15,16 +15,6 @@ use hookrelay_testkit::{
 
 use crate::helpers::ctl_with;
 
-fn one<'a>(
-    spans: &'a [ReceivedSpan],
-    what: &str,
-    is: impl Fn(&ReceivedSpan) -> bool,
-) -> &'a ReceivedSpan {
-    let found: Vec<&ReceivedSpan> = spans.iter().filter(|s| is(s)).collect();
-    assert_eq!(found.len(), 1, "one {what} span; all spans: {spans:#?}");
-    found[0]
-}
-
 fn linked_to(span: &ReceivedSpan, to: &ReceivedSpan) -> bool {
     span.links
         .contains(&(to.trace_id.clone(), to.span_id.clone()))
@@ -101,10 +91,10 @@ async fn a_simulated_event_and_its_replayed_dead_letter_are_one_trace() {
                 .any(|s| s.kind == "consumer" && s.attribute("hookrelay.outcome") == Some("ok"))
         })
         .await;
-    let simulate = one(&spans, "simulate command", |s| {
+    let simulate = ReceivedSpan::one(&spans, "simulate command", |s| {
         s.name == "hookrelayctl simulate"
     });
-    let replay_command = one(&spans, "replay command", |s| {
+    let replay_command = ReceivedSpan::one(&spans, "replay command", |s| {
         s.name == "hookrelayctl dead-letters"
     });
     for command in [simulate, replay_command] {
@@ -112,27 +102,27 @@ async fn a_simulated_event_and_its_replayed_dead_letter_are_one_trace() {
         assert_eq!(command.parent_span_id, None);
     }
     // The delivery: the root of the event's trace, linked to the command that sent it.
-    let deliver = one(&spans, "delivery", |s| {
+    let deliver = ReceivedSpan::one(&spans, "delivery", |s| {
         s.kind == "client" && s.service == "hookrelayctl"
     });
     assert_eq!(deliver.parent_span_id, None);
     assert!(linked_to(deliver, simulate), "{deliver:#?}");
     assert_eq!(deliver.attribute("http.response.status_code"), Some("200"));
     let trace = deliver.trace_id.as_str();
-    let server = one(&spans, "server", |s| s.kind == "server");
+    let server = ReceivedSpan::one(&spans, "server", |s| s.kind == "server");
     assert_eq!(
         server.parent_span_id.as_deref(),
         Some(deliver.span_id.as_str()),
         "the receiver joins it"
     );
-    let send = one(&spans, "hook's send", |s| {
+    let send = ReceivedSpan::one(&spans, "hook's send", |s| {
         s.kind == "producer" && s.service == "hookrelay-receiver"
     });
     assert_eq!(
         send.parent_span_id.as_deref(),
         Some(server.span_id.as_str())
     );
-    let gave_up = one(&spans, "dead-lettered attempt", |s| {
+    let gave_up = ReceivedSpan::one(&spans, "dead-lettered attempt", |s| {
         s.attribute("hookrelay.outcome") == Some("dead_lettered")
     });
     assert_eq!(
@@ -141,7 +131,7 @@ async fn a_simulated_event_and_its_replayed_dead_letter_are_one_trace() {
     );
     // The replay: a send from hookrelayctl, child of the attempt that gave up, linked to the
     // command; the replayed attempt is its child.
-    let replay = one(&spans, "replay's send", |s| {
+    let replay = ReceivedSpan::one(&spans, "replay's send", |s| {
         s.kind == "producer" && s.service == "hookrelayctl"
     });
     assert_eq!(replay.name, "send okta.replay.crm.user.lifecycle.create");
@@ -154,7 +144,7 @@ async fn a_simulated_event_and_its_replayed_dead_letter_are_one_trace() {
         .attribute("messaging.message.id")
         .expect("the event's uuid");
     assert_eq!(replay.attribute("messaging.message.id"), Some(uuid));
-    let handled = one(&spans, "replayed attempt", |s| {
+    let handled = ReceivedSpan::one(&spans, "replayed attempt", |s| {
         s.kind == "consumer" && s.attribute("hookrelay.outcome") == Some("ok")
     });
     assert_eq!(
@@ -251,7 +241,7 @@ async fn each_backfilled_page_is_a_trace_linked_to_the_command() {
 
     // The command flushed its spans before it exited: they are all here already.
     let spans = otlp.spans();
-    let command = one(&spans, "backfill command", |s| {
+    let command = ReceivedSpan::one(&spans, "backfill command", |s| {
         s.name == "hookrelayctl backfill"
     });
     let pages: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "backfill page").collect();

@@ -82,17 +82,6 @@ fn config(crm: &str, audit: &str, backoff: &str) -> (tempfile::TempDir, std::pat
     (dir, path)
 }
 
-/// The one span satisfying `is`, failing the test with every span otherwise.
-fn one<'a>(
-    spans: &'a [ReceivedSpan],
-    what: &str,
-    is: impl Fn(&ReceivedSpan) -> bool,
-) -> &'a ReceivedSpan {
-    let found: Vec<&ReceivedSpan> = spans.iter().filter(|s| is(s)).collect();
-    assert_eq!(found.len(), 1, "one {what} span; all spans: {spans:#?}");
-    found[0]
-}
-
 /// The trace id and parent span id a `traceparent` names.
 fn traceparent_ids(value: &str) -> (String, String) {
     let parts: Vec<&str> = value.split('-').collect();
@@ -194,7 +183,7 @@ async fn one_event_is_one_trace_from_okta_s_post_to_the_downstream_s_answer() {
         "every span is in the proxy's one trace"
     );
 
-    let server = one(&spans, "server", |s| s.kind == "server");
+    let server = ReceivedSpan::one(&spans, "server", |s| s.kind == "server");
     assert_eq!(server.service, "hookrelay-receiver");
     assert_eq!(
         server.parent_span_id.as_deref(),
@@ -207,7 +196,7 @@ async fn one_event_is_one_trace_from_okta_s_post_to_the_downstream_s_answer() {
     );
     assert_eq!(server.attribute("http.response.status_code"), Some("200"));
 
-    let producer = one(&spans, "producer", |s| s.kind == "producer");
+    let producer = ReceivedSpan::one(&spans, "producer", |s| s.kind == "producer");
     assert_eq!(producer.service, "hookrelay-receiver");
     assert_eq!(producer.name, format!("send {EVENT_SUBJECT}"));
     assert_eq!(
@@ -253,7 +242,7 @@ async fn one_event_is_one_trace_from_okta_s_post_to_the_downstream_s_answer() {
             consumer.attribute("messaging.destination.name"),
             Some(EVENT_SUBJECT)
         );
-        let client = one(&spans, "client", |s| {
+        let client = ReceivedSpan::one(&spans, "client", |s| {
             s.parent_span_id.as_deref() == Some(consumer.span_id.as_str())
         });
         assert_eq!(client.kind, "client");
@@ -364,7 +353,7 @@ async fn a_worker_restarted_mid_retry_keeps_the_event_in_its_trace() {
             consumer_spans(spans, "crm-sync").len() >= 2
         })
         .await;
-    let producer = one(&spans, "producer", |s| s.kind == "producer");
+    let producer = ReceivedSpan::one(&spans, "producer", |s| s.kind == "producer");
     let attempts = consumer_spans(&spans, "crm-sync");
     let instance = |s: &ReceivedSpan| {
         (s.resource.iter())
