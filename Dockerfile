@@ -19,10 +19,18 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
        /usr/local/bin/
 
 # Runtime stage: glibc and CA certificates only, no shell, running as an unprivileged user.
+# One image for the four processes (and hookrelayctl): they share one configuration file and
+# most of their code, the binaries together are small, and one tag to roll out keeps every
+# process of a release on the same version (the Helm chart runs each with its own command).
+# No HEALTHCHECK: compose asks `<process> health`, Kubernetes probes the admin port.
 FROM gcr.io/distroless/cc-debian12:nonroot
+LABEL org.opencontainers.image.title="hookrelay" \
+      org.opencontainers.image.description="Okta Event Hooks into NATS JetStream, without making Okta wait" \
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /usr/local/bin/receiver /usr/local/bin/worker /usr/local/bin/reconciler \
      /usr/local/bin/console /usr/local/bin/hookrelayctl /usr/local/bin/
 COPY config/default.toml /etc/hookrelay/default.toml
 ENV HOOKRELAY_CONFIG=/etc/hookrelay/default.toml
-USER nonroot:nonroot
+# Numeric, so that Kubernetes' runAsNonRoot can check it (distroless's `nonroot` is 65532).
+USER 65532:65532
 CMD ["receiver"]
