@@ -175,6 +175,17 @@ spec:
           env:
             - name: RUST_LOG
               value: ""
+            {{- if $root.Values.tracing.endpoint }}
+            # Which pod a span came from, in OpenTelemetry's Kubernetes resource attributes.
+            - name: K8S_POD_NAME
+              valueFrom:
+                fieldRef: {fieldPath: metadata.name}
+            - name: K8S_NAMESPACE_NAME
+              valueFrom:
+                fieldRef: {fieldPath: metadata.namespace}
+            - name: OTEL_RESOURCE_ATTRIBUTES
+              value: {{ list "k8s.pod.name=$(K8S_POD_NAME)" "k8s.namespace.name=$(K8S_NAMESPACE_NAME)" (printf "k8s.deployment.name=%s" $name) (dig "telemetry" "resource_attributes" "" $root.Values.config) | compact | join "," | quote }}
+            {{- end }}
             {{- with $root.Values.secrets.otlpHeaders }}
             {{- if and .existingSecret $root.Values.tracing.endpoint }}
             - name: OTEL_EXPORTER_OTLP_HEADERS
