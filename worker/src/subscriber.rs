@@ -397,19 +397,27 @@ impl Subscriber {
         };
         let replay = (!replayed.is_empty()).then_some(stream_sequence);
         let event_type = subject::event_type_of(&message.subject).unwrap_or_default();
+        // The attempt's span, with the fields its log lines carry; and `$otel`, when tracing.
+        macro_rules! attempt_span {
+            ($($otel:tt)*) => {
+                tracing::info_span!(
+                    "event",
+                    subscriber = %self.settings.name,
+                    event_uuid = %uuid,
+                    event_type,
+                    delivery_id,
+                    okta_request_id,
+                    stream_sequence,
+                    attempt = delivered,
+                    $($otel)*
+                )
+            };
+        }
         let span = if telemetry::tracing_on() {
             // The CONSUMER span of this attempt, a child of the event's PRODUCER span (whose
             // context the message carries): every attempt and every replay of an event is in
             // the event's one trace.
-            let span = tracing::info_span!(
-                "event",
-                subscriber = %self.settings.name,
-                event_uuid = %uuid,
-                event_type,
-                delivery_id,
-                okta_request_id,
-                stream_sequence,
-                attempt = delivered,
+            let span = attempt_span!(
                 otel.name = %format_args!("process {}", message.subject),
                 otel.kind = "consumer",
                 otel.status_code = tracing::field::Empty,
@@ -426,16 +434,7 @@ impl Subscriber {
             }
             span
         } else {
-            tracing::info_span!(
-                "event",
-                subscriber = %self.settings.name,
-                event_uuid = %uuid,
-                event_type,
-                delivery_id,
-                okta_request_id,
-                stream_sequence,
-                attempt = delivered,
-            )
+            attempt_span!()
         };
         let event = Event::new(
             uuid.to_owned(),
