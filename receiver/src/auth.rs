@@ -6,15 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName};
-use axum::middleware::Next;
-use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::{Choice, ConstantTimeEq};
-
-use crate::AppState;
-use crate::error::ApiError;
 
 /// How often refused requests are logged at most: an internet-facing endpoint must not let
 /// anyone fill its logs.
@@ -68,6 +62,15 @@ impl HeaderSecret {
             matched | value.as_bytes().ct_eq(secret.expose_secret().as_bytes())
         });
         matched.into()
+    }
+
+    /// [`HeaderSecret::verify`], counting (and now and then logging) a refusal.
+    pub fn admits(&self, headers: &HeaderMap) -> bool {
+        let admitted = self.verify(headers);
+        if !admitted {
+            self.refusals.refused(&self.header);
+        }
+        admitted
     }
 }
 
@@ -159,20 +162,6 @@ pub async fn watch_secret_file(
 
 /// How often the secret file is looked at.
 const SECRET_FILE_CHECK: Duration = Duration::from_secs(1);
-
-/// Middleware on the hook route: 401 unless the secret header is right.
-pub async fn require_secret(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if state.secret.verify(request.headers()) {
-        next.run(request).await
-    } else {
-        state.secret.refusals.refused(&state.secret.header);
-        crate::hook::refuse(&state, crate::metrics::Route::Hook, ApiError::Unauthorized)
-    }
-}
 
 #[cfg(test)]
 mod tests {

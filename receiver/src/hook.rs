@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -14,7 +15,7 @@ use hookrelay::publish::{PublishError, Publisher};
 use hookrelay::{subject, telemetry};
 use tracing::Instrument as _;
 
-use crate::auth::{self, HeaderSecret};
+use crate::auth::HeaderSecret;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Route};
 
@@ -73,13 +74,22 @@ pub fn router(path: &str, max_body_bytes: usize, state: AppState) -> Router {
         .route(path, hook)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_secret,
+            require_secret,
         ))
         .fallback(|State(state): State<AppState>| async move {
             refuse(&state, Route::Unmatched, ApiError::NotFound)
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// Middleware on the hook route: 401 unless the secret header is right.
+async fn require_secret(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.secret.admits(request.headers()) {
+        next.run(request).await
+    } else {
+        refuse(&state, Route::Hook, ApiError::Unauthorized)
+    }
 }
 
 /// Counts `result` in the metrics and turns it into the answer.
@@ -103,7 +113,7 @@ fn answer(
 }
 
 /// Counts and answers a request refused before any work.
-pub(crate) fn refuse(state: &AppState, route: Route, error: ApiError) -> Response {
+fn refuse(state: &AppState, route: Route, error: ApiError) -> Response {
     answer(state, route, Instant::now(), Err::<(), _>(error))
 }
 
