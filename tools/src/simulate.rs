@@ -395,10 +395,19 @@ impl Args {
     /// receiver failed any of it.
     pub async fn run(self, settings: &Settings) -> anyhow::Result<bool> {
         let auth = &settings.receiver.auth;
-        let secret = auth.accepted_secrets()?.into_iter().next().context(
-            "no secret configured: set HOOKRELAY__RECEIVER__AUTH__SECRET to the hook's \
-             secret (the value of its authentication header)",
-        )?;
+        // With none configured, the demo secret that scripts/run-local and docker compose run
+        // the receiver with when none is given: a second shell beside them works as it is.
+        let secret = match auth.accepted_secrets()?.into_iter().next() {
+            Some(secret) => secret,
+            None => {
+                eprintln!(
+                    "simulate: no secret configured: sending the demo secret of Okta's guide, \
+                     as the receiver uses without one (set HOOKRELAY__RECEIVER__AUTH__SECRET to \
+                     the hook's secret otherwise)"
+                );
+                SecretString::from(hookrelay::config::DEMO_SECRET)
+            }
+        };
         let header = auth
             .header
             .parse()

@@ -66,6 +66,38 @@ async fn it_verifies_and_delivers_preview_like_events_that_the_receiver_stores()
     );
 }
 
+/// A second shell beside `scripts/run-local` or `docker compose up`, with no secret exported:
+/// the receiver runs with the guide's demo secret, and so does the tool, saying so.
+#[tokio::test]
+async fn with_no_secret_configured_it_sends_the_demo_secret_and_says_so() {
+    let stack = Stack::start().await;
+    let receiver = stack.receiver().await;
+    let mut bare = stack.env.clone();
+    bare.remove("HOOKRELAY__RECEIVER__AUTH__SECRET");
+
+    let run = ctl_with(&stack.config, &bare, &["simulate", "--url", &receiver.url]).await;
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("no secret configured: sending the demo secret"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(hookrelay_testkit::DEMO_SECRET)
+            && !run.stdout.contains(hookrelay_testkit::DEMO_SECRET),
+        "the secret itself is never printed"
+    );
+
+    // A receiver with a secret of its own refuses it, and the run says so.
+    let mut own = stack.settings.clone();
+    own.receiver.auth.secret = "Basic b3duOnNlY3JldA==".to_owned().into();
+    let guarded = hookrelay_testkit::Receiver::start(&own).await;
+    let run = ctl_with(&stack.config, &bare, &["simulate", "--url", &guarded.url]).await;
+    assert!(!run.success);
+    assert!(run.stdout.contains("refused the secret"), "{}", run.stdout);
+}
+
 #[tokio::test]
 async fn a_secret_the_receiver_refuses_fails_the_run_and_says_so() {
     let stack = Stack::start().await;
