@@ -61,3 +61,52 @@ async fn shutdown_lets_a_waiting_delivery_get_its_answer() {
     assert_eq!(answer, 503);
     stopped.await.expect("the receiver stops").expect("cleanly");
 }
+
+/// A publish the receiver answered 503 for can be stored after all: the NATS client keeps what
+/// it could not send while the broker was away and sends it on reconnecting. Okta retries the
+/// delivery it got a 503 for, and JetStream's duplicate window (the event's uuid is the
+/// `Nats-Msg-Id`) keeps that one event once.
+#[tokio::test]
+async fn a_503_stored_after_all_is_stored_once_when_okta_retries() {
+    let mut app = spawn_app().await;
+    let uuid = new_uuid();
+    let body = delivery(
+        &new_uuid(),
+        vec![user_created_event(&uuid, "late@example.com")],
+    );
+    let http = hookrelay_testkit::http_client();
+    app.nats.kill();
+    let first = okta_post(&http, &app.hook_url(), &body)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(first.status().as_u16(), 503, "the broker is away");
+    app.nats.restart();
+
+    let client = async_nats::connect(app.nats.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    let stream = app.settings.nats.stream.clone();
+    let copies = |stored: &[async_nats::jetstream::message::StreamMessage]| {
+        (stored.iter())
+            .filter(|m| m.headers.get("Nats-Msg-Id").map(|v| v.as_str()) == Some(uuid.as_str()))
+            .count()
+    };
+    hookrelay_testkit::eventually("the event answered 503 is stored after all", || async {
+        copies(&stored_messages(&js, &stream).await) == 1
+    })
+    .await;
+
+    // Okta's retry of the same delivery, once the receiver has its broker again.
+    hookrelay_testkit::eventually("Okta's retry is answered 200", || async {
+        okta_post(&http, &app.hook_url(), &body)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert_eq!(
+        copies(&stored_messages(&js, &stream).await),
+        1,
+        "one stored copy of the event"
+    );
+}
