@@ -92,6 +92,22 @@ pub struct RotateSecret {
 
 impl Command {
     pub async fn run(self, settings: &Settings) -> anyhow::Result<bool> {
+        // docker-compose.yml hands the one-shot the tunnel's NGROK_AUTHTOKEN: empty, the tunnel
+        // stopped at once and no URL will come, so this says what the tunnel said.
+        if let Command::SetUrl(args) = &self
+            && args.from_ngrok.is_some()
+            && std::env::var("NGROK_AUTHTOKEN").is_ok_and(|token| token.trim().is_empty())
+        {
+            let why = "NGROK_AUTHTOKEN is not set, so there is no tunnel and no URL for the hook. \
+                       Put NGROK_AUTHTOKEN=<your ngrok authtoken> in .env beside \
+                       docker-compose.yml (or export it), then run docker compose --profile \
+                       tunnel up again.";
+            if args.optional {
+                println!("{why}");
+                return Ok(true);
+            }
+            bail!(why);
+        }
         if let Command::SetUrl(args) = &self
             && args.optional
             && !crate::okta_settings(settings).is_configured()

@@ -307,6 +307,45 @@ async fn rotate_secret_changes_the_hook_s_secret_while_every_delivery_is_accepte
     );
 }
 
+/// Compose hands the one-shot the tunnel's token: empty, the tunnel stopped at once, so the
+/// command says so at once instead of waiting a minute for a URL that never comes, and touches
+/// no hook.
+#[tokio::test]
+async fn with_an_empty_ngrok_token_set_url_says_so_at_once_and_touches_nothing() {
+    let org = OktaOrg::start().await;
+    let (stack, _receiver) = stack_for(&org, &[("HOOKRELAY__OKTA__API_TOKEN", API_TOKEN)]).await;
+    let mut env = stack.env.clone();
+    env.insert("NGROK_AUTHTOKEN".into(), String::new());
+    // Nothing listens there: waiting for it would end a minute later in another error.
+    let args = [
+        "hooks",
+        "set-url",
+        "hookrelay",
+        "--from-ngrok",
+        "http://127.0.0.1:9",
+        "--create",
+    ];
+
+    let optional = [&args[..], &["--optional"]].concat();
+    let run = crate::helpers::ctl_with(&stack.config, &env, &optional)
+        .await
+        .ok();
+    assert!(
+        run.stdout.contains("NGROK_AUTHTOKEN is not set"),
+        "{}",
+        run.stdout
+    );
+
+    let run = crate::helpers::ctl_with(&stack.config, &env, &args).await;
+    assert!(!run.success, "without --optional it is an error");
+    assert!(
+        run.stderr.contains("NGROK_AUTHTOKEN is not set"),
+        "{}",
+        run.stderr
+    );
+    assert!(org.hooks().is_empty(), "no hook made");
+}
+
 #[tokio::test]
 async fn the_tunnel_s_url_is_read_from_ngrok_and_nothing_happens_without_okta_access() {
     let org = OktaOrg::start().await;
