@@ -402,8 +402,8 @@ impl Args {
             None => {
                 eprintln!(
                     "simulate: no secret configured: sending the demo secret of Okta's guide, \
-                     as the receiver uses without one (set HOOKRELAY__RECEIVER__AUTH__SECRET to \
-                     the hook's secret otherwise)"
+                     which scripts/run-local and docker compose give the receiver when given \
+                     none (set HOOKRELAY__RECEIVER__AUTH__SECRET to the hook's secret otherwise)"
                 );
                 SecretString::from(hookrelay::config::DEMO_SECRET)
             }
