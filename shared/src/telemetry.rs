@@ -176,7 +176,10 @@ fn install(
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     TRACING_ON.store(true, Ordering::Relaxed);
     tracing::info!(
-        endpoint = %resolved.traces_endpoint,
+        // A collector's URL may carry a key (in its user or its query): only its origin.
+        endpoint = %reqwest::Url::parse(&resolved.traces_endpoint)
+            .map(|url| crate::config::shown_url(&url))
+            .unwrap_or_default(),
         protocol = ?resolved.protocol,
         "exporting traces (OpenTelemetry)"
     );

@@ -500,6 +500,37 @@ async fn with_tracing_off_nothing_is_traced_or_sent() {
     );
 }
 
+/// A collector's URL with a key in it (user information, a query): spans still go there, and
+/// the log line that says where shows its origin only.
+#[tokio::test]
+async fn the_collector_s_url_is_logged_without_its_key() {
+    let otlp = OtlpReceiver::start().await;
+    let stack = Stack::start().await;
+    let crm = Downstream::start(|_, _| Reply::status(200)).await;
+    let audit = Downstream::start(|_, _| Reply::status(200)).await;
+    let (_dir, config) = config(&crm.url, &audit.url, "1s");
+    let keyed = otlp
+        .endpoint()
+        .replacen("http://", "http://tenant:pass-word-1@", 1)
+        + "/v1/traces?api_key=key-in-query-2";
+    let (worker, _) = traced_worker(
+        &stack,
+        &config,
+        &otlp.endpoint(),
+        "worker-keyed",
+        &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", keyed.as_str())],
+    )
+    .await;
+    let said = worker.lines_where(|l| l.contains("exporting traces"));
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        !said[0].contains("pass-word-1") && !said[0].contains("key-in-query-2"),
+        "{}",
+        said[0]
+    );
+    assert!(said[0].contains("http://127.0.0.1:"), "{}", said[0]);
+}
+
 #[tokio::test]
 async fn traces_go_over_otlp_grpc_when_the_protocol_says_so() {
     let otlp = OtlpReceiver::start_grpc().await;
